@@ -1,0 +1,179 @@
+"""The webhook: Meta's verification handshake, signed POSTs, health and metrics.
+
+POST /webhook answers:
+- 200 once the broker has acknowledged every event of the body (acks=all);
+- 401 bad or missing X-Hub-Signature-256; 413 body over the limit; 400 not JSON;
+- 503 when the broker is down or slow: Meta retries for days, nothing is lost.
+A signed JSON body of a shape we do not know is kept raw on its own topic (200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest.metrics import IngestMetrics
+from ingest.parse import ParsedWebhook, parse_webhook
+from ingest.publisher import Outgoing, Publisher, to_outgoing
+from ingest.signature import verify_signature
+from schemas.topics import Topics
+from zapstream.broker import broker_answers
+from zapstream.errors import (
+    BrokerUnavailable,
+    InvalidPayload,
+    InvalidSignature,
+    PayloadTooLarge,
+)
+from zapstream.settings import Settings
+
+log = logging.getLogger("zapstream.ingest")
+
+
+def _error(status: int, error: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def events_to_outgoing(parsed: ParsedWebhook, topics: Topics) -> list[Outgoing]:
+    out = [to_outgoing(topics.inbound, m, m.key) for m in parsed.messages]
+    out += [to_outgoing(topics.statuses, s, s.key) for s in parsed.statuses]
+    out += [to_outgoing(topics.unrecognized, u, None) for u in parsed.unrecognized]
+    return out
+
+
+class _Connector:
+    """Keeps the publisher connected: the API starts (and stays up) while the broker
+    is down, answering 503 until it is back."""
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._connect_loop())
+
+    async def _connect_loop(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.publisher.start()
+                self.connected.set()
+                return
+            except Exception as exc:
+                await self.publisher.stop()
+                log.warning("broker not reachable yet (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.publisher.stop()
+
+
+def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAPI:
+    publisher = publisher or Publisher(settings)
+    connector = _Connector(settings, publisher)
+    metrics = IngestMetrics()
+    topics = Topics.from_settings(settings)
+    secret = settings.whatsapp_app_secret.get_secret_value()
+    verify_token = settings.whatsapp_verify_token.get_secret_value()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        connector.start()
+        try:
+            yield
+        finally:
+            await connector.stop()
+
+    app = FastAPI(title="zapstream webhook", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+    app.state.publisher = publisher
+
+    @app.get("/webhook")
+    async def verify(request: Request) -> Response:
+        q = request.query_params
+        if q.get("hub.mode") == "subscribe" and q.get("hub.verify_token") == verify_token:
+            return PlainTextResponse(q.get("hub.challenge", ""))
+        log.warning("webhook verification refused", extra={"mode": q.get("hub.mode")})
+        return _error(403, "verification_failed", "hub.mode or hub.verify_token is wrong")
+
+    @app.post("/webhook")
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        outcome, response = await _handle(request)
+        metrics.requests.labels(outcome).inc()
+        metrics.latency.labels(outcome).observe(time.perf_counter() - started)
+        return response
+
+    async def _handle(request: Request) -> tuple[str, Response]:
+        try:
+            body = await read_limited(request, settings.webhook_max_body_bytes)
+            verify_signature(body, request.headers.get("x-hub-signature-256"), secret)
+            try:
+                payload = json.loads(body)
+            except ValueError as exc:
+                raise InvalidPayload(f"body is not JSON: {exc}") from exc
+            parsed = parse_webhook(payload, datetime.now(UTC))
+            items = events_to_outgoing(parsed, topics)
+            if not connector.connected.is_set():
+                raise BrokerUnavailable("not connected")
+            await publisher.publish(items)
+        except PayloadTooLarge as exc:
+            return "too_large", _error(413, "payload_too_large", str(exc))
+        except InvalidSignature as exc:
+            log.warning("rejected webhook: %s", exc.reason)
+            return "bad_signature", _error(401, "invalid_signature", exc.reason)
+        except InvalidPayload as exc:
+            return "bad_json", _error(400, "invalid_json", exc.reason)
+        except BrokerUnavailable as exc:
+            log.warning("answering 503: %s", exc)
+            return "broker_unavailable", _error(503, "broker_unavailable", exc.reason)
+        for item in items:
+            metrics.published.labels(item.topic).inc()
+        return "accepted", JSONResponse({"status": "ok", "events": len(items)})
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        bootstrap = settings.kafka_bootstrap_servers or ""
+        ok = connector.connected.is_set() and await asyncio.to_thread(broker_answers, bootstrap, 1000)
+        if ok:
+            return JSONResponse({"status": "ready"})
+        return _error(503, "not_ready", "broker not reachable")
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

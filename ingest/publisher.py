@@ -1,0 +1,83 @@
+"""Publishes parsed webhook events to Kafka and waits for the broker's acknowledgement.
+
+The webhook answers 200 only after `publish` returns: every event of the request has
+been acknowledged with acks=all. Anything else raises `BrokerUnavailable`, the app
+answers 503, and Meta redelivers later (dedupe makes the redelivery harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from schemas.codec import encode
+from schemas.topics import Topics
+from zapstream.errors import BrokerUnavailable
+from zapstream.kafka_clients import detect_idempotence, idempotence_for, producer_kwargs
+from zapstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+def to_outgoing(topic: str, event: BaseModel, key: str | None) -> Outgoing:
+    return Outgoing(topic, key.encode() if key is not None else None, encode(event))
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        self._producer: AIOKafkaProducer | None = None
+        self.idempotent = False
+
+    async def start(self) -> None:
+        bootstrap = self.settings.require_bootstrap()
+        supported = None
+        if self.settings.idempotent_producer is None:
+            supported = await detect_idempotence(bootstrap)
+        self.idempotent = idempotence_for(self.settings, supported)
+        self._producer = AIOKafkaProducer(**producer_kwargs(self.settings, idempotent=self.idempotent))
+        await self._producer.start()
+        log.info("publisher connected", extra={"bootstrap": bootstrap, "idempotent": self.idempotent})
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, items: Sequence[Outgoing]) -> None:
+        """Send all items and wait for every acknowledgement, within PUBLISH_TIMEOUT_S."""
+        if not items:
+            return
+        producer = self._producer
+        if producer is None:
+            raise BrokerUnavailable("publisher not started")
+        try:
+            await asyncio.wait_for(self._send_all(producer, items), self.settings.publish_timeout_s)
+        except TimeoutError as exc:
+            raise BrokerUnavailable(
+                f"no acknowledgement within {self.settings.publish_timeout_s}s",
+                topic=items[0].topic,
+            ) from exc
+        except KafkaError as exc:
+            raise BrokerUnavailable(type(exc).__name__, topic=items[0].topic) from exc
+
+    @staticmethod
+    async def _send_all(producer: AIOKafkaProducer, items: Sequence[Outgoing]) -> None:
+        # Enqueue everything first (keeps per-key order: one producer, one partition per
+        # key, sends in call order), then wait for all the acknowledgements together.
+        futures = [await producer.send(i.topic, i.value, key=i.key) for i in items]
+        await asyncio.gather(*futures)

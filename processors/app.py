@@ -1,0 +1,46 @@
+"""Faust apps from the settings: the processing worker and the DuckDB sink.
+
+Both share the consumer tuning (timeouts, fetch wait) and differ in their id (their
+consumer group) and in the agents registered on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from processors.faust_transport import FastFetchApp
+from zapstream.settings import Settings
+
+
+def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool) -> dict[str, Any]:
+    bootstrap = settings.require_bootstrap()
+    return {
+        "id": app_id,
+        "broker": [f"kafka://{host}" for host in bootstrap.split(",")],
+        "broker_client_id": f"{settings.kafka_client_id}-{app_id}",
+        "store": "memory://",
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication_factor,
+        "table_standby_replicas": 0,
+        "processing_guarantee": "at_least_once",
+        "consumer_auto_offset_reset": "earliest",
+        "broker_session_timeout": settings.broker_session_timeout_s,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
+        "broker_commit_interval": settings.broker_commit_interval_s,
+        "broker_request_timeout": max(settings.broker_session_timeout_s * 2, 30.0),
+        "producer_linger_ms": settings.producer_linger_ms,
+        "producer_acks": -1,
+        "web_enabled": web,
+        "web_port": web_port,
+        "web_bind": "127.0.0.1",
+        "web_in_thread": False,
+        "worker_redirect_stdouts": False,
+        "autodiscover": False,
+    }
+
+
+def create_faust_app(settings: Settings, *, app_id: str, web_port: int, web: bool = False) -> FastFetchApp:
+    app = FastFetchApp(**faust_settings(settings, app_id=app_id, web_port=web_port, web=web))
+    app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
+    return app

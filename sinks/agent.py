@@ -1,0 +1,125 @@
+"""The sink agent: topics → DuckDB in batches, offsets committed after the commit.
+
+Faust's `stream.take(n, within=s)` acks a batch's events only when the loop body
+returns, and acks them *also* when the body raises (its `finally`), so a failed
+load must never escape the body: `load_until_stored` retries the same batch with
+backoff until DuckDB commits. The stream waits meanwhile (backpressure), and no
+offset moves past a row that is not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import faust.web
+import pyarrow as pa
+
+from schemas.codec import decode
+from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
+from schemas.topics import Topics
+from sinks.duckdb_sink import DuckDBSink
+from sinks.rows import TABLES, message_row, rows_by_table, status_row, to_arrow, unrecognized_row
+from zapstream.errors import InvalidPayload
+from zapstream.settings import Settings
+
+log = logging.getLogger("zapstream.sink")
+
+Tagged = tuple[str, int, int, bytes]  # topic, partition, offset, value
+RowMaker = Callable[[bytes], tuple[str, dict[str, Any]]]
+
+
+def _maker(event_type: Any, table: str, row_fn: Callable[[Any], dict[str, Any]]) -> RowMaker:
+    def make(value: bytes) -> tuple[str, dict[str, Any]]:
+        return table, row_fn(decode(event_type, value))
+
+    return make
+
+
+def row_makers(topics: Topics) -> dict[str, RowMaker]:
+    """topic → function(value bytes) → (table, row). Later issues add topics here."""
+    return {
+        topics.inbound: _maker(MessageReceived, "messages", message_row),
+        topics.statuses: _maker(StatusReceived, "statuses", status_row),
+        topics.unrecognized: _maker(WebhookUnrecognized, "unrecognized_webhooks", unrecognized_row),
+    }
+
+
+def build_batch(items: list[Tagged], makers: dict[str, RowMaker]) -> dict[str, pa.Table]:
+    """Decode a batch into Arrow tables; what does not decode goes to `rejected_events`
+    with its reason (never dropped, never blocking the rest)."""
+    pairs: list[tuple[str, dict[str, Any]]] = []
+    for topic, partition, offset, value in items:
+        try:
+            pairs.append(makers[topic](value))
+        except (InvalidPayload, KeyError) as exc:
+            log.error("rejected event", extra={"topic": topic, "partition": partition, "offset": offset, "reason": str(exc)[:200]})
+            pairs.append(("rejected_events", {
+                "topic": topic, "partition": partition, "offset": offset,
+                "reason": str(exc)[:2000], "value": value.decode("utf-8", "replace"),
+            }))
+    return {name: to_arrow(TABLES[name], rows) for name, rows in rows_by_table(pairs).items()}
+
+
+async def load_until_stored(sink: DuckDBSink, batch: dict[str, pa.Table], *, max_delay: float = 5.0) -> dict[str, int]:
+    delay = 0.1
+    attempt = 1
+    while True:
+        try:
+            return sink.load(batch)
+        except Exception as exc:
+            log.error("DuckDB load failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+            attempt += 1
+
+
+def register_sink(app: faust.App, settings: Settings, sink: DuckDBSink) -> None:
+    topics = Topics.from_settings(settings)
+    makers = row_makers(topics)
+    source = app.topic(*makers, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(source, name="duckdb-sink")
+    async def sink_agent(stream: faust.StreamT[bytes]) -> None:
+        def tag(value: bytes) -> Tagged:
+            msg = stream.current_event.message
+            return (msg.topic, msg.partition, msg.offset, value)
+
+        stream.add_processor(tag)
+        async for items in stream.take(settings.sink_batch_size, within=settings.sink_flush_ms / 1000):
+            started = time.perf_counter()
+            batch = build_batch(list(items), makers)  # type: ignore[arg-type]
+            inserted = await load_until_stored(sink, batch)
+            log.info(
+                "batch loaded",
+                extra={"events": len(items), "inserted": inserted,
+                       "ms": round((time.perf_counter() - started) * 1000, 1)},
+            )
+
+    async def run_query(web: Any, sql: str) -> Any:
+        try:
+            result = await asyncio.to_thread(sink.query, sql)
+        except InvalidPayload as exc:
+            return web.json({"error": exc.reason}, status=400)
+        except Exception as exc:  # a bad query is the caller's error, never the sink's
+            return web.json({"error": str(exc)}, status=400)
+        rows = [[_jsonable(v) for v in r] for r in result.rows]
+        return web.json({"columns": result.columns, "rows": rows})
+
+    @app.page("/query")
+    class QueryView(faust.web.View):  # type: ignore[misc]
+        async def get(self, request: Any) -> Any:
+            return await run_query(self, request.query.get("sql", ""))
+
+        async def post(self, request: Any) -> Any:
+            return await run_query(self, (await request.json()).get("sql", ""))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,144 @@
+"""Runs the stack exactly as `make run` does (`zapstream up`), for end-to-end tests.
+
+Every port is a free loopback port; the data dir is the test's tmp dir. Stopping
+sends SIGTERM to the supervisor's pid and waits: the supervisor stops its children.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ingest.samples import dumps, text_webhook
+from ingest.signature import sign
+from zapstream.broker import free_port
+
+APP_SECRET = "e2e-app-secret"
+
+
+class Stack:
+    def __init__(self, data_dir: Path, *, broker: str = "tansu", bootstrap: str | None = None, **env: str) -> None:
+        self.data_dir = data_dir
+        self.webhook_port = free_port()
+        self.sink_port = free_port()
+        self.env = dict(os.environ)
+        for key in list(self.env):
+            if key.startswith(("KAFKA_", "WHATSAPP_", "GRAPH_", "DEBOUNCE_", "ENGINE")):
+                del self.env[key]
+        self.env.update({
+            "DATA_DIR": str(data_dir),
+            "BROKER": broker,
+            "WEBHOOK_PORT": str(self.webhook_port),
+            "SINK_WEB_PORT": str(self.sink_port),
+            "WORKER_WEB_PORT": str(free_port()),
+            "SANDBOX_PORT": str(free_port()),
+            "WHATSAPP_APP_SECRET": APP_SECRET,
+            "BROKER_SESSION_TIMEOUT_S": "4",
+            "BROKER_HEARTBEAT_INTERVAL_S": "0.3",
+            "BROKER_REBALANCE_TIMEOUT_S": "4",
+            "BROKER_COMMIT_INTERVAL_S": "0.5",
+            "SINK_FLUSH_MS": "200",
+            "LOG_FORMAT": "json",
+        })
+        if bootstrap:
+            self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        self.env.update(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.webhook_port}"
+
+    def start(self, timeout: float = 120.0) -> Stack:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zapstream.cli", "up"], env=self.env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout
+        while not any("zapstream is up" in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("stack did not come up:\n" + self.output())
+            time.sleep(0.1)
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            self.lines.append(raw.decode("utf-8", "replace").rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-200:])
+
+    def child_pids(self) -> dict[str, int]:
+        pids: dict[str, int] = {}
+        for line in self.lines:
+            m = re.search(r"started (\w+) \(pid (\d+)\)", line) or re.search(r"(tansu|kafka) ready at \S+ in \S+ \(pid (\d+)", line)
+            if m:
+                pids[m.group(1)] = int(m.group(2))
+        return pids
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return self.proc.returncode
+
+    def post_text(self, text: str, *, secret: str = APP_SECRET, **kw: Any) -> httpx.Response:
+        body = dumps(text_webhook(text, **kw))
+        return self.post_raw(body, sign(body, secret))
+
+    def post_raw(self, body: bytes, signature: str | None) -> httpx.Response:
+        headers = {"content-type": "application/json"}
+        if signature is not None:
+            headers["x-hub-signature-256"] = signature
+        return httpx.post(f"{self.url}/webhook", content=body, headers=headers, timeout=30)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        resp = httpx.post(f"http://127.0.0.1:{self.sink_port}/query", json={"sql": sql}, timeout=30)
+        resp.raise_for_status()
+        return [tuple(r) for r in resp.json()["rows"]]
+
+    def wait_for_rows(self, sql: str, expected: int, timeout: float = 20.0) -> list[tuple[Any, ...]]:
+        deadline = time.monotonic() + timeout
+        rows: list[tuple[Any, ...]] = []
+        while time.monotonic() < deadline:
+            rows = self.query(sql)
+            if len(rows) >= expected:
+                return rows
+            time.sleep(0.1)
+        return rows
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

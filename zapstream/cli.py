@@ -1,0 +1,192 @@
+"""The `zapstream` command. Settings are built once here and passed down."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from zapstream.settings import Settings
+
+cli = typer.Typer(
+    help="zapstream: WhatsApp Cloud API webhooks → Kafka → Faust → replies and DuckDB.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+webhook_cli = typer.Typer(help="Talk to the running webhook like Meta does.", no_args_is_help=True)
+topics_cli = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+cli.add_typer(webhook_cli, name="webhook")
+cli.add_typer(topics_cli, name="topics")
+
+
+def load_settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        typer.echo(f"configuration error:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@cli.command()
+def up(
+    broker: Annotated[str | None, typer.Option(help="Embedded broker to start: tansu or kafka (default: BROKER).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processing worker processes (default: WORKERS).")] = None,
+) -> None:
+    """Run the whole pipeline: broker, sandbox, sink, worker(s), webhook API."""
+    from zapstream.log import configure_logging
+    from zapstream.supervisor import Supervisor
+
+    settings = load_settings(broker=broker, workers=workers)
+    configure_logging(settings.log_level, "console")
+    kind = settings.broker
+    if kind == "kafka" and not settings.kafka_bootstrap_servers:
+        from zapstream.kafka_broker import java_available
+
+        if not java_available():
+            typer.echo("no JDK found: falling back to the embedded Tansu broker", err=True)
+            kind = "tansu"
+    raise typer.Exit(Supervisor(settings, broker_kind=kind).run_forever())
+
+
+@cli.command()
+def api() -> None:
+    """Run the webhook API (needs KAFKA_BOOTSTRAP_SERVERS)."""
+    from zapstream.runners import run_api
+
+    run_api(load_settings())
+
+
+@cli.command()
+def worker() -> None:
+    """Run one processing worker (Faust). Start as many as you like."""
+    from zapstream.runners import run_worker
+
+    run_worker(load_settings())
+
+
+@cli.command()
+def sink() -> None:
+    """Run the DuckDB sink: exactly one per DuckDB file."""
+    from zapstream.runners import run_sink
+
+    run_sink(load_settings())
+
+
+@cli.command()
+def sandbox() -> None:
+    """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
+    from zapstream.sandbox import run_sandbox
+
+    run_sandbox(load_settings())
+
+
+@cli.command()
+def broker(kind: Annotated[str, typer.Option(help="tansu or kafka")] = "tansu") -> None:
+    """Run an embedded broker in the foreground and create the topics."""
+    import signal
+    import time
+
+    from schemas.topics import all_topic_specs
+    from zapstream.broker import make_broker
+    from zapstream.kafka_admin import ensure_topics_sync
+
+    settings = load_settings()
+    b = make_broker(kind, settings.data_dir, settings.kafka_version)
+    bootstrap = b.start()
+    ensure_topics_sync(bootstrap, all_topic_specs(settings), settings.topic_replication_factor)
+    typer.echo(f"{b.name} broker at {bootstrap} (pid {b.pid}); KAFKA_BOOTSTRAP_SERVERS={bootstrap}")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+@topics_cli.command("create")
+def topics_create() -> None:
+    """Create every topic the stack uses (idempotent)."""
+    from schemas.topics import all_topic_specs
+    from zapstream.kafka_admin import ensure_topics_sync
+
+    settings = load_settings()
+    created = ensure_topics_sync(settings.require_bootstrap(), all_topic_specs(settings), settings.topic_replication_factor)
+    typer.echo(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
+
+
+@topics_cli.command("list")
+def topics_list() -> None:
+    """Print the topics the stack uses with their partition counts."""
+    from schemas.topics import all_topic_specs
+
+    for spec in all_topic_specs(load_settings()):
+        flag = "\tcompacted" if spec.compacted else ""
+        typer.echo(f"{spec.name}\t{spec.partitions}{flag}")
+
+
+@webhook_cli.command("send")
+def webhook_send(
+    text: Annotated[str, typer.Argument(help="The message text")],
+    from_: Annotated[str, typer.Option("--from", help="The user's wa_id (phone number)")] = "5511987654321",
+    name: Annotated[str, typer.Option(help="Profile name")] = "Maria",
+    url: Annotated[str | None, typer.Option(help="Webhook URL (default: from the settings)")] = None,
+    message_id: Annotated[str | None, typer.Option(help="wamid to use (repeat one to test dedupe)")] = None,
+) -> None:
+    """Post a correctly signed text-message webhook, as Meta would."""
+    import httpx
+
+    from ingest.samples import dumps, text_webhook
+    from ingest.signature import sign
+
+    settings = load_settings()
+    payload = text_webhook(text, wa_id=from_, profile_name=name, message_id=message_id,
+                           phone_number_id=settings.whatsapp_phone_number_id)
+    body = dumps(payload)
+    target = url or settings.webhook_url
+    headers = {"content-type": "application/json",
+               "x-hub-signature-256": sign(body, settings.whatsapp_app_secret.get_secret_value())}
+    try:
+        resp = httpx.post(target, content=body, headers=headers, timeout=10)
+    except httpx.HTTPError as exc:
+        typer.echo(f"could not reach {target}: {exc} (is `zapstream up` running?)", err=True)
+        raise typer.Exit(1) from exc
+    mid = payload["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    typer.echo(f"{resp.status_code} {resp.text}  message_id={mid}")
+    raise typer.Exit(0 if resp.status_code == 200 else 1)
+
+
+@cli.command()
+def db(
+    sql: Annotated[str, typer.Argument(help="Read-only SQL, e.g. \"SELECT * FROM messages\"")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Query the DuckDB file, through the running sink when it holds the file."""
+    from zapstream.db_query import QueryFailed, query
+
+    settings = load_settings()
+    try:
+        columns, rows = query(settings, sql)
+    except QueryFailed as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, ensure_ascii=False))
+        return
+    from zapstream.db_query import format_table
+
+    typer.echo(format_table(columns, rows))
+
+
+def main() -> None:
+    cli(prog_name="zapstream")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

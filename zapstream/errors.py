@@ -1,0 +1,106 @@
+"""Typed errors. Callers branch on `exc.retryable`, never on message text.
+
+    ZapstreamError                  retryable = False
+    ├── RetryableError              retryable = True: try again later (same input)
+    │   ├── BrokerUnavailable       the broker did not acknowledge in time
+    │   ├── GraphTransientError     Graph API 5xx, timeouts, connection errors
+    │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
+    │   └── SinkBusy                the DuckDB file is held by another process
+    └── PermanentError              retrying cannot help: reject or dead-letter
+        ├── ConfigurationError      a setting is missing or wrong
+        ├── InvalidSignature        X-Hub-Signature-256 missing or wrong
+        ├── InvalidPayload          a body that is not JSON, or an event that does not decode
+        ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
+        └── GraphPermanentError     Graph API error that retrying cannot fix
+
+Context is ids and codes, never tokens or raw phone numbers.
+"""
+
+from __future__ import annotations
+
+
+class ZapstreamError(Exception):
+    retryable = False
+
+
+class RetryableError(ZapstreamError):
+    retryable = True
+
+
+class PermanentError(ZapstreamError):
+    retryable = False
+
+
+class ConfigurationError(PermanentError):
+    pass
+
+
+class InvalidSignature(PermanentError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid webhook signature: {reason}")
+        self.reason = reason
+
+
+class InvalidPayload(PermanentError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PayloadTooLarge(PermanentError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"body of {size} bytes is over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class BrokerUnavailable(RetryableError):
+    def __init__(self, reason: str, *, topic: str | None = None) -> None:
+        super().__init__(f"broker unavailable: {reason}" + (f" (topic {topic})" if topic else ""))
+        self.reason = reason
+        self.topic = topic
+
+
+class SinkBusy(RetryableError):
+    pass
+
+
+class GraphError(ZapstreamError):
+    """An error answer (or no answer) from the Graph API for one outbound message."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
+        outbound_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.subcode = subcode
+        self.outbound_id = outbound_id
+
+
+class GraphTransientError(GraphError, RetryableError):
+    pass
+
+
+class GraphRateLimited(GraphTransientError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        per_recipient: bool = False,
+        **context: int | str | None,
+    ) -> None:
+        super().__init__(message, **context)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+        self.per_recipient = per_recipient
+
+
+class GraphPermanentError(GraphError, PermanentError):
+    pass

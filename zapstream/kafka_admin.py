@@ -1,0 +1,47 @@
+"""Topic creation at start-up: every topic explicitly, with its partition count."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(
+    bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(
+                name=s.name,
+                num_partitions=s.partitions,
+                replication_factor=replication_factor,
+                topic_configs={"cleanup.policy": "compact"} if s.compacted else {},
+            )
+            for s in missing
+        ]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # another process won the race: fine
+        log.info("created topics", extra={"topics": [s.name for s in missing]})
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+def ensure_topics_sync(bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1) -> list[str]:
+    return asyncio.run(ensure_topics(bootstrap, specs, replication_factor))

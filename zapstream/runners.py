@@ -1,0 +1,69 @@
+"""Entry points of the long-running processes: webhook API, worker, sink.
+
+Each builds what it needs from the one Settings object it is handed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from zapstream.log import configure_logging, install_masking_everywhere
+from zapstream.settings import Settings
+
+log = logging.getLogger("zapstream")
+
+
+def run_api(settings: Settings) -> None:
+    import uvicorn
+
+    from ingest.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    settings.require_bootstrap()
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.webhook_host,
+        port=settings.webhook_port,
+        log_config=None,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _run_faust(app: object, settings: Settings) -> None:
+    import faust
+
+    worker = faust.Worker(
+        app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
+    )
+    install_masking_everywhere()
+    worker.execute_from_commandline()
+
+
+def run_worker(settings: Settings) -> None:
+    from processors.agents import register_agents
+    from processors.app import create_faust_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
+    register_agents(app, settings)
+    _run_faust(app, settings)
+
+
+def run_sink(settings: Settings) -> None:
+    from processors.app import create_faust_app
+    from sinks.agent import register_sink
+    from sinks.duckdb_sink import DuckDBSink
+
+    configure_logging(settings.log_level, settings.log_format)
+    sink = DuckDBSink(settings.resolved_duckdb_path)
+    sink.open()  # fails fast, with a clear message, when another sink holds the file
+    app = create_faust_app(settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True)
+    register_sink(app, settings, sink)
+    try:
+        _run_faust(app, settings)
+    finally:
+        sink.close()

@@ -1,0 +1,124 @@
+"""The one settings object, read from the environment (and `.env`), passed down.
+
+Field names are the environment variable names (upper-cased): `KAFKA_BOOTSTRAP_SERVERS`,
+`WHATSAPP_APP_SECRET`, ... Nothing else in the project reads `os.environ` for
+configuration. Defaults are *development* values so that `make run` works with no
+configuration; `Settings.dev_defaults_in_use()` says which are still in force.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_APP_SECRET = "dev-app-secret"
+DEV_VERIFY_TOKEN = "dev-verify-token"
+DEV_ACCESS_TOKEN = "dev-access-token"
+DEV_PHONE_NUMBER_ID = "100000000000001"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", frozen=True, extra="ignore")
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None
+    """Use this cluster. Unset: `zapstream up` starts an embedded broker (see `broker`)."""
+    broker: Literal["tansu", "kafka"] = "tansu"
+    """Which embedded broker `zapstream up` starts when KAFKA_BOOTSTRAP_SERVERS is unset."""
+    kafka_version: str = "3.9.1"
+    data_dir: Path = Path(".zapstream")
+    """Broker logs, the embedded Apache Kafka's log dir, the DuckDB file by default."""
+    topic_prefix: str = "zapstream"
+    topic_partitions: int = Field(default=8, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    kafka_client_id: str = "zapstream"
+    kafka_request_timeout_ms: int = 10_000
+    consumer_fetch_max_wait_ms: int = Field(default=10, ge=0)
+    """How long a fetch may wait for data. Tansu holds every fetch this long, so it is
+    the floor of each hop's latency there; Faust's own default is 1500 ms."""
+    broker_session_timeout_s: float = 10.0
+    broker_heartbeat_interval_s: float = 1.0
+    broker_rebalance_timeout_s: float = 10.0
+    broker_commit_interval_s: float = 1.0
+    producer_linger_ms: int = 0
+    idempotent_producer: bool | None = None
+    """None: on for Apache Kafka, off for Tansu (which has no InitProducerId)."""
+
+    # --- WhatsApp / Graph API ---------------------------------------------------
+    whatsapp_app_secret: SecretStr = SecretStr(DEV_APP_SECRET)
+    whatsapp_verify_token: SecretStr = SecretStr(DEV_VERIFY_TOKEN)
+    whatsapp_access_token: SecretStr = SecretStr(DEV_ACCESS_TOKEN)
+    whatsapp_phone_number_id: str = DEV_PHONE_NUMBER_ID
+    graph_api_base_url: str | None = None
+    """Unset: `zapstream up` starts the local Cloud API sandbox and points here at it."""
+    graph_api_version: str = "v21.0"
+
+    # --- Webhook ------------------------------------------------------------------
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8000
+    webhook_public_url: str | None = None
+    webhook_max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    """The webhook answers 503 when the broker has not acknowledged within this time."""
+
+    # --- Sink ---------------------------------------------------------------------
+    duckdb_path: Path | None = None
+    """Default: <DATA_DIR>/zapstream.duckdb."""
+    sink_batch_size: int = Field(default=5_000, ge=1)
+    sink_flush_ms: int = Field(default=500, ge=1)
+    sink_web_port: int = 6067
+    """The sink worker's HTTP port; `zapstream db` queries through it while the sink
+    holds the DuckDB file."""
+
+    # --- Workers and the supervisor ----------------------------------------------
+    app_id: str = "zapstream"
+    workers: int = Field(default=1, ge=1)
+    worker_web_port: int = 6066
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = 8088
+
+    # --- Logging ------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def resolved_duckdb_path(self) -> Path:
+        return self.duckdb_path if self.duckdb_path is not None else self.data_dir / "zapstream.duckdb"
+
+    @property
+    def graph_base_url(self) -> str:
+        if self.graph_api_base_url:
+            return self.graph_api_base_url.rstrip("/")
+        return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        if self.webhook_public_url:
+            return self.webhook_public_url
+        return f"http://{self.webhook_host}:{self.webhook_port}/webhook"
+
+    def dev_defaults_in_use(self) -> list[str]:
+        """Names of the secrets still at their development values."""
+        dev = {
+            "WHATSAPP_APP_SECRET": (self.whatsapp_app_secret, DEV_APP_SECRET),
+            "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
+            "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
+        }
+        return [name for name, (value, default) in dev.items() if value.get_secret_value() == default]
+
+    def with_bootstrap(self, bootstrap: str) -> Settings:
+        """A copy pointing at a broker the supervisor (or a test) has just started."""
+        return self.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+
+    def require_bootstrap(self) -> str:
+        if not self.kafka_bootstrap_servers:
+            from zapstream.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "KAFKA_BOOTSTRAP_SERVERS is not set; start the stack with `zapstream up` "
+                "or point it at a Kafka cluster"
+            )
+        return self.kafka_bootstrap_servers

@@ -1,0 +1,193 @@
+"""`zapstream up`: one supervisor for the whole pipeline.
+
+Starts, in order: the embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), the
+topics, the Cloud API sandbox (unless GRAPH_API_BASE_URL is set), the DuckDB sink,
+the worker(s) and the webhook API. Children's output is prefixed with their name.
+Ctrl-C / SIGTERM stops every child in reverse order, by process id, and waits for
+each (SIGKILL after a grace period): no orphan broker, no orphan worker. When a
+child dies on its own the supervisor stops the rest and exits non-zero, saying who.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import IO
+
+import httpx
+
+from schemas.topics import all_topic_specs
+from zapstream.broker import EmbeddedBroker, make_broker, stop_process
+from zapstream.errors import ZapstreamError
+from zapstream.kafka_admin import ensure_topics_sync
+from zapstream.settings import Settings
+
+COLORS = ["36", "33", "35", "32", "34", "31"]
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    pumps: list[threading.Thread] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, *, out: IO[str] = sys.stdout, broker_kind: str | None = None) -> None:
+        self.settings = settings
+        self.out = out
+        self.broker_kind = broker_kind or settings.broker
+        self.broker: EmbeddedBroker | None = None
+        self.children: list[Child] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._color = out.isatty()
+
+    # -- output ---------------------------------------------------------------
+    def say(self, name: str, line: str) -> None:
+        prefix = f"{name:>8} |"
+        if self._color:
+            color = COLORS[hash(name) % len(COLORS)]
+            prefix = f"\x1b[{color}m{prefix}\x1b[0m"
+        with self._lock:
+            self.out.write(f"{prefix} {line}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            self.say(name, raw.decode("utf-8", "replace").rstrip())
+        stream.close()
+
+    # -- lifecycle ------------------------------------------------------------
+    def child_env(self, bootstrap: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        env["GRAPH_API_BASE_URL"] = self.settings.graph_base_url
+        env.setdefault("LOG_FORMAT", "console" if self._color else self.settings.log_format)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
+        argv = [sys.executable, "-m", "zapstream.cli", *command]
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        child = Child(name, argv, proc)
+        assert proc.stdout is not None
+        pump = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True)
+        pump.start()
+        child.pumps.append(pump)
+        self.children.append(child)
+        self.say("up", f"started {name} (pid {proc.pid})")
+        return child
+
+    def start(self) -> str:
+        s = self.settings
+        if s.kafka_bootstrap_servers:
+            bootstrap = s.kafka_bootstrap_servers
+            self.say("up", f"using the Kafka cluster at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
+        else:
+            self.broker = make_broker(self.broker_kind, s.data_dir, s.kafka_version)
+            self.say("up", f"starting the embedded {self.broker.name} broker ...")
+            t0 = time.monotonic()
+            bootstrap = self.broker.start()
+            self.say("up", f"{self.broker.name} ready at {bootstrap} in {time.monotonic() - t0:.1f}s (pid {self.broker.pid}, log {self.broker.log_path})")
+        created = ensure_topics_sync(bootstrap, all_topic_specs(s), s.topic_replication_factor)
+        if created:
+            self.say("up", f"created {len(created)} topics")
+        env = self.child_env(bootstrap)
+        if not s.graph_api_base_url:
+            self.spawn("sandbox", ["sandbox"], env)
+        self.spawn("sink", ["sink"], env)
+        for i in range(s.workers):
+            self.spawn(f"worker{i + 1}" if s.workers > 1 else "worker", ["worker"], env)
+        self.spawn("api", ["api"], env)
+        self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
+        self._wait_healthy(f"http://127.0.0.1:{s.sink_web_port}/query?sql=SELECT%201", what="the sink")
+        self.banner(bootstrap)
+        return bootstrap
+
+    def _wait_healthy(self, url: str, timeout: float = 90.0, what: str = "the webhook API") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_children()
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise ZapstreamError(f"{what} did not answer {url} within {timeout:.0f}s")
+
+    def check_children(self) -> None:
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is not None:
+                raise ZapstreamError(f"{child.name} (pid {child.proc.pid}) exited with code {child.proc.returncode}")
+
+    def banner(self, bootstrap: str) -> None:
+        s = self.settings
+        broker = (f"embedded {self.broker.name} at {bootstrap}" if self.broker else f"external cluster at {bootstrap}")
+        data = ""
+        if self.broker is not None:
+            data = f" (data: {self.broker.data_path})" if self.broker.data_path else " (memory only: lost on stop)"
+        lines = [
+            "zapstream is up",
+            f"  broker        {broker}{data}",
+            f"  webhook       {s.webhook_url}   (GET verifies, POST receives)",
+            f"  health        http://{s.webhook_host}:{s.webhook_port}/readyz   metrics: /metrics",
+            f"  graph api     {s.graph_base_url}" + ("   (local sandbox)" if not s.graph_api_base_url else ""),
+            f"  duckdb        {s.resolved_duckdb_path}   (query: zapstream db \"SELECT ...\")",
+            f"  workers       {s.workers}",
+        ]
+        dev = s.dev_defaults_in_use()
+        if dev:
+            lines.append(f"  DEV SECRETS in use (set them for production): {', '.join(dev)}")
+            lines.append(f"    app secret '{s.whatsapp_app_secret.get_secret_value()}', verify token '{s.whatsapp_verify_token.get_secret_value()}'")
+        lines.append("  try: zapstream webhook send \"olá\"     stop: Ctrl-C")
+        for line in lines:
+            self.say("up", line)
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        for child in reversed(self.children):
+            if child.proc is not None and child.proc.poll() is None:
+                self.say("up", f"stopping {child.name} (pid {child.proc.pid})")
+                stop_process(child.proc, timeout=20.0)
+            for pump in child.pumps:
+                pump.join(timeout=2)
+        if self.broker is not None:
+            self.say("up", f"stopping {self.broker.name} broker (pid {self.broker.pid})")
+            self.broker.stop()
+        self.say("up", "stopped")
+
+    def run_forever(self) -> int:
+        def on_signal(signum: int, _: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_signal)
+        code = 0
+        try:
+            self.start()
+            while True:
+                self.check_children()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.say("up", "shutting down ...")
+        except ZapstreamError as exc:
+            self.say("up", f"error: {exc}")
+            code = 1
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.stop()
+        return code
