@@ -25,8 +25,9 @@ from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
 from ingest.signature import verify_signature
-from schemas.topics import Topics
+from schemas.topics import Topics, all_topic_specs
 from zapstream.broker import broker_answers
+from zapstream.kafka_admin import ensure_topics
 from zapstream.errors import (
     BrokerUnavailable,
     InvalidPayload,
@@ -64,30 +65,44 @@ def events_to_outgoing(parsed: ParsedWebhook, topics: Topics) -> list[Outgoing]:
 
 
 class _Connector:
-    """Keeps the publisher connected: the API starts (and stays up) while the broker
-    is down, answering 503 until it is back."""
+    """Keeps the publisher usable. The API starts (and stays up) while the broker is
+    down, answering 503 at once until it is back; after an outage it re-creates any
+    missing topic before accepting again (a restarted Tansu has lost them all)."""
 
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self.settings = settings
         self.publisher = publisher
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._connect_loop())
 
+    def broker_failed(self) -> None:
+        if self.connected.is_set():
+            self.connected.clear()
+            self._task = asyncio.create_task(self._connect_loop())
+
     async def _connect_loop(self) -> None:
+        bootstrap = self.settings.require_bootstrap()
+        specs = all_topic_specs(self.settings)
         delay = 0.2
         while True:
             try:
-                await self.publisher.start()
+                await ensure_topics(bootstrap, specs, self.settings.topic_replication_factor)
+                if not self._started:
+                    await self.publisher.start()
+                    self._started = True
                 self.connected.set()
+                log.info("broker reachable; accepting webhooks")
                 return
             except Exception as exc:
-                await self.publisher.stop()
-                log.warning("broker not reachable yet (%s); retrying in %.1fs", exc, delay)
+                if not self._started:
+                    await self.publisher.stop()
+                log.warning("broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -154,6 +169,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         except InvalidPayload as exc:
             return "bad_json", _error(400, "invalid_json", exc.reason)
         except BrokerUnavailable as exc:
+            connector.broker_failed()
             log.warning("answering 503: %s", exc)
             return "broker_unavailable", _error(503, "broker_unavailable", exc.reason)
         for item in items:

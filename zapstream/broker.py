@@ -14,6 +14,7 @@ SIGKILL. The log goes to a file that is printed when start-up fails.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
@@ -21,11 +22,13 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Protocol
+from collections.abc import Coroutine
+from typing import IO, Any, Protocol, TypeVar
 
 from zapstream.errors import ConfigurationError, ZapstreamError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BrokerStartError(ZapstreamError):
@@ -74,9 +77,20 @@ async def _metadata_ok(bootstrap: str, timeout_ms: int) -> bool:
         await admin.close()
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even inside a running loop
+    (then on a short-lived thread of its own)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def broker_answers(bootstrap: str, timeout_ms: int = 2000) -> bool:
     """True when the broker answers a metadata request (not merely accepts TCP)."""
-    return asyncio.run(_metadata_ok(bootstrap, timeout_ms))
+    return run_sync(_metadata_ok(bootstrap, timeout_ms))
 
 
 def wait_for_metadata(

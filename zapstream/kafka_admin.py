@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import TopicSpec
+from zapstream.broker import run_sync
 
 log = logging.getLogger(__name__)
 
@@ -44,4 +44,4 @@ async def ensure_topics(
 
 
 def ensure_topics_sync(bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1) -> list[str]:
-    return asyncio.run(ensure_topics(bootstrap, specs, replication_factor))
+    return run_sync(ensure_topics(bootstrap, specs, replication_factor))
