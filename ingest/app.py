@@ -16,24 +16,26 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.metrics import IngestMetrics
-from ingest.parse import ParsedWebhook, parse_webhook
+from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
 from ingest.signature import verify_signature
+from schemas.events import WebhookUnrecognized
 from schemas.topics import Topics, all_topic_specs
 from zapstream.broker import broker_answers
-from zapstream.kafka_admin import ensure_topics
 from zapstream.errors import (
     BrokerUnavailable,
     InvalidPayload,
     InvalidSignature,
     PayloadTooLarge,
 )
+from zapstream.kafka_admin import ensure_topics
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.ingest")
@@ -62,6 +64,34 @@ def events_to_outgoing(parsed: ParsedWebhook, topics: Topics) -> list[Outgoing]:
     out += [to_outgoing(topics.statuses, s, s.key) for s in parsed.statuses]
     out += [to_outgoing(topics.unrecognized, u, None) for u in parsed.unrecognized]
     return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        raise InvalidPayload(f"body is not JSON: {exc}") from exc
+
+
+def outgoing_for(payload: Any, body: bytes, topics: Topics) -> list[Outgoing]:
+    """Events of a parsed body; a body whose events cannot be encoded (lone UTF-16
+    surrogates survive json.loads) is kept whole, as text, on the unrecognized topic."""
+    received_at = datetime.now(UTC)
+    try:
+        return events_to_outgoing(parse_webhook(payload, received_at), topics)
+    except (ValueError, UnicodeError) as exc:
+        raw = body.decode("utf-8", "replace")
+        kept = WebhookUnrecognized(
+            event_id=fingerprint(raw),
+            reason=f"cannot encode events: {type(exc).__name__}",
+            received_at=received_at,
+            raw=raw.encode("utf-8", "backslashreplace").decode(),
+        )
+        return [to_outgoing(topics.unrecognized, kept, None)]
 
 
 class _Connector:
@@ -100,7 +130,9 @@ class _Connector:
             except Exception as exc:
                 if not self._started:
                     await self.publisher.stop()
-                log.warning("broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay)
+                log.warning(
+                    "broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -152,12 +184,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         try:
             body = await read_limited(request, settings.webhook_max_body_bytes)
             verify_signature(body, request.headers.get("x-hub-signature-256"), secret)
-            try:
-                payload = json.loads(body)
-            except ValueError as exc:
-                raise InvalidPayload(f"body is not JSON: {exc}") from exc
-            parsed = parse_webhook(payload, datetime.now(UTC))
-            items = events_to_outgoing(parsed, topics)
+            payload = load_json(body)
+            items = outgoing_for(payload, body, topics)
             if not connector.connected.is_set():
                 raise BrokerUnavailable("not connected")
             await publisher.publish(items)
@@ -183,7 +211,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     @app.get("/readyz")
     async def readyz() -> Response:
         bootstrap = settings.kafka_bootstrap_servers or ""
-        ok = connector.connected.is_set() and await asyncio.to_thread(broker_answers, bootstrap, 1000)
+        ok = connector.connected.is_set() and await asyncio.to_thread(
+            broker_answers, bootstrap, 1000
+        )
         if ok:
             return JSONResponse({"status": "ready"})
         return _error(503, "not_ready", "broker not reachable")

@@ -49,9 +49,13 @@ class Publisher:
         if self.settings.idempotent_producer is None:
             supported = await detect_idempotence(bootstrap)
         self.idempotent = idempotence_for(self.settings, supported)
-        self._producer = AIOKafkaProducer(**producer_kwargs(self.settings, idempotent=self.idempotent))
+        self._producer = AIOKafkaProducer(
+            **producer_kwargs(self.settings, idempotent=self.idempotent)
+        )
         await self._producer.start()
-        log.info("publisher connected", extra={"bootstrap": bootstrap, "idempotent": self.idempotent})
+        log.info(
+            "publisher connected", extra={"bootstrap": bootstrap, "idempotent": self.idempotent}
+        )
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -25,24 +25,35 @@ def text_webhook(
 ) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
-        "entry": [{
-            "id": "200000000000001",
-            "changes": [{
-                "field": "messages",
-                "value": {
-                    "messaging_product": "whatsapp",
-                    "metadata": {"display_phone_number": display_phone_number, "phone_number_id": phone_number_id},
-                    "contacts": [{"profile": {"name": profile_name}, "wa_id": wa_id}],
-                    "messages": [{
-                        "from": wa_id,
-                        "id": message_id or new_wamid(),
-                        "timestamp": str(timestamp if timestamp is not None else int(time.time())),
-                        "type": "text",
-                        "text": {"body": text},
-                    }],
-                },
-            }],
-        }],
+        "entry": [
+            {
+                "id": "200000000000001",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": display_phone_number,
+                                "phone_number_id": phone_number_id,
+                            },
+                            "contacts": [{"profile": {"name": profile_name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": message_id or new_wamid(),
+                                    "timestamp": str(
+                                        timestamp if timestamp is not None else int(time.time())
+                                    ),
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
     }
 
 

@@ -40,7 +40,9 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
     }
 
 
-def create_faust_app(settings: Settings, *, app_id: str, web_port: int, web: bool = False) -> FastFetchApp:
+def create_faust_app(
+    settings: Settings, *, app_id: str, web_port: int, web: bool = False
+) -> FastFetchApp:
     app = FastFetchApp(**faust_settings(settings, app_id=app_id, web_port=web_port, web=web))
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     return app

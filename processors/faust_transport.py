@@ -28,7 +28,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[mi
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> _ConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-        thread.fetch_max_wait_ms = self.app.zapstream_fetch_max_wait_ms
+        thread.fetch_max_wait_ms = getattr(self.app, "zapstream_fetch_max_wait_ms", 10)
         return thread
 
 

@@ -57,15 +57,33 @@ def build_batch(items: list[Tagged], makers: dict[str, RowMaker]) -> dict[str, p
         try:
             pairs.append(makers[topic](value))
         except (InvalidPayload, KeyError) as exc:
-            log.error("rejected event", extra={"topic": topic, "partition": partition, "offset": offset, "reason": str(exc)[:200]})
-            pairs.append(("rejected_events", {
-                "topic": topic, "partition": partition, "offset": offset,
-                "reason": str(exc)[:2000], "value": value.decode("utf-8", "replace"),
-            }))
+            log.error(
+                "rejected event",
+                extra={
+                    "topic": topic,
+                    "partition": partition,
+                    "offset": offset,
+                    "reason": str(exc)[:200],
+                },
+            )
+            pairs.append(
+                (
+                    "rejected_events",
+                    {
+                        "topic": topic,
+                        "partition": partition,
+                        "offset": offset,
+                        "reason": str(exc)[:2000],
+                        "value": value.decode("utf-8", "replace"),
+                    },
+                )
+            )
     return {name: to_arrow(TABLES[name], rows) for name, rows in rows_by_table(pairs).items()}
 
 
-async def load_until_stored(sink: DuckDBSink, batch: dict[str, pa.Table], *, max_delay: float = 5.0) -> dict[str, int]:
+async def load_until_stored(
+    sink: DuckDBSink, batch: dict[str, pa.Table], *, max_delay: float = 5.0
+) -> dict[str, int]:
     delay = 0.1
     attempt = 1
     while True:
@@ -86,18 +104,25 @@ def register_sink(app: faust.App, settings: Settings, sink: DuckDBSink) -> None:
     @app.agent(source, name="duckdb-sink")
     async def sink_agent(stream: faust.StreamT[bytes]) -> None:
         def tag(value: bytes) -> Tagged:
-            msg = stream.current_event.message
+            event = stream.current_event
+            assert event is not None  # processors run for a current event
+            msg = event.message
             return (msg.topic, msg.partition, msg.offset, value)
 
-        stream.add_processor(tag)
-        async for items in stream.take(settings.sink_batch_size, within=settings.sink_flush_ms / 1000):
+        stream.add_processor(tag)  # type: ignore[misc]
+        async for items in stream.take(
+            settings.sink_batch_size, within=settings.sink_flush_ms / 1000
+        ):
             started = time.perf_counter()
             batch = build_batch(list(items), makers)  # type: ignore[arg-type]
             inserted = await load_until_stored(sink, batch)
             log.info(
                 "batch loaded",
-                extra={"events": len(items), "inserted": inserted,
-                       "ms": round((time.perf_counter() - started) * 1000, 1)},
+                extra={
+                    "events": len(items),
+                    "inserted": inserted,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
             )
 
     async def run_query(web: Any, sql: str) -> Any:

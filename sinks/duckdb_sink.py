@@ -113,7 +113,9 @@ class DuckDBSink:
         view = f"_batch_{name}"
         con.register(view, table)
         try:
-            row = con.execute(f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM {view}").fetchone()
+            row = con.execute(
+                f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM {view}"
+            ).fetchone()
         finally:
             con.unregister(view)
         return int(row[0]) if row else 0

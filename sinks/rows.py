@@ -32,46 +32,78 @@ def _json(value: Any) -> str | None:
 
 MESSAGES = TableSpec(
     "messages",
-    pa.schema([
-        ("message_id", pa.string()), ("user_id", pa.string()), ("wa_id", pa.string()),
-        ("bsuid", pa.string()), ("phone_number_id", pa.string()), ("type", pa.string()),
-        ("text", pa.string()), ("sent_at", TS), ("received_at", TS),
-        ("profile_name", pa.string()), ("media_id", pa.string()), ("reply_id", pa.string()),
-        ("context_message_id", pa.string()), ("referral", pa.string()), ("raw", pa.string()),
-    ]),
+    pa.schema(
+        [
+            ("message_id", pa.string()),
+            ("user_id", pa.string()),
+            ("wa_id", pa.string()),
+            ("bsuid", pa.string()),
+            ("phone_number_id", pa.string()),
+            ("type", pa.string()),
+            ("text", pa.string()),
+            ("sent_at", TS),
+            ("received_at", TS),
+            ("profile_name", pa.string()),
+            ("media_id", pa.string()),
+            ("reply_id", pa.string()),
+            ("context_message_id", pa.string()),
+            ("referral", pa.string()),
+            ("raw", pa.string()),
+        ]
+    ),
     key=("message_id",),
     json_columns=("referral", "raw"),
 )
 
 STATUSES = TableSpec(
     "statuses",
-    pa.schema([
-        ("wamid", pa.string()), ("status", pa.string()), ("user_id", pa.string()),
-        ("recipient_id", pa.string()), ("phone_number_id", pa.string()), ("status_at", TS),
-        ("received_at", TS), ("conversation_id", pa.string()), ("pricing_category", pa.string()),
-        ("billable", pa.bool_()), ("error_code", pa.int64()), ("error_title", pa.string()),
-        ("raw", pa.string()),
-    ]),
+    pa.schema(
+        [
+            ("wamid", pa.string()),
+            ("status", pa.string()),
+            ("user_id", pa.string()),
+            ("recipient_id", pa.string()),
+            ("phone_number_id", pa.string()),
+            ("status_at", TS),
+            ("received_at", TS),
+            ("conversation_id", pa.string()),
+            ("pricing_category", pa.string()),
+            ("billable", pa.bool_()),
+            ("error_code", pa.int64()),
+            ("error_title", pa.string()),
+            ("raw", pa.string()),
+        ]
+    ),
     key=("wamid", "status"),
     json_columns=("raw",),
 )
 
 UNRECOGNIZED = TableSpec(
     "unrecognized_webhooks",
-    pa.schema([
-        ("event_id", pa.string()), ("reason", pa.string()), ("field", pa.string()),
-        ("received_at", TS), ("raw", pa.string()),
-    ]),
+    pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("reason", pa.string()),
+            ("field", pa.string()),
+            ("received_at", TS),
+            ("raw", pa.string()),
+        ]
+    ),
     key=("event_id",),
     json_columns=("raw",),
 )
 
 REJECTED = TableSpec(
     "rejected_events",
-    pa.schema([
-        ("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64()),
-        ("reason", pa.string()), ("value", pa.string()),
-    ]),
+    pa.schema(
+        [
+            ("topic", pa.string()),
+            ("partition", pa.int32()),
+            ("offset", pa.int64()),
+            ("reason", pa.string()),
+            ("value", pa.string()),
+        ]
+    ),
     key=("topic", "partition", "offset"),
 )
 
@@ -80,32 +112,50 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (MESSAGES, STATUSES, UNRECOGN
 
 def message_row(m: MessageReceived) -> dict[str, Any]:
     return {
-        "message_id": m.message_id, "user_id": m.user_id, "wa_id": m.wa_id, "bsuid": m.bsuid,
-        "phone_number_id": m.phone_number_id, "type": m.type, "text": m.text,
-        "sent_at": m.sent_at, "received_at": m.received_at, "profile_name": m.profile_name,
+        "message_id": m.message_id,
+        "user_id": m.user_id,
+        "wa_id": m.wa_id,
+        "bsuid": m.bsuid,
+        "phone_number_id": m.phone_number_id,
+        "type": m.type,
+        "text": m.text,
+        "sent_at": m.sent_at,
+        "received_at": m.received_at,
+        "profile_name": m.profile_name,
         "media_id": m.media.id if m.media else None,
         "reply_id": m.reply.id if m.reply else None,
         "context_message_id": m.context.message_id if m.context else None,
-        "referral": _json(m.referral), "raw": _json(m.raw),
+        "referral": _json(m.referral),
+        "raw": _json(m.raw),
     }
 
 
 def status_row(s: StatusReceived) -> dict[str, Any]:
     first_error = s.errors[0] if s.errors else None
     return {
-        "wamid": s.wamid, "status": s.status, "user_id": s.user_id,
-        "recipient_id": s.recipient_id, "phone_number_id": s.phone_number_id,
-        "status_at": s.status_at, "received_at": s.received_at,
-        "conversation_id": s.conversation_id, "pricing_category": s.pricing_category,
-        "billable": s.billable, "error_code": first_error.code if first_error else None,
-        "error_title": first_error.title if first_error else None, "raw": _json(s.raw),
+        "wamid": s.wamid,
+        "status": s.status,
+        "user_id": s.user_id,
+        "recipient_id": s.recipient_id,
+        "phone_number_id": s.phone_number_id,
+        "status_at": s.status_at,
+        "received_at": s.received_at,
+        "conversation_id": s.conversation_id,
+        "pricing_category": s.pricing_category,
+        "billable": s.billable,
+        "error_code": first_error.code if first_error else None,
+        "error_title": first_error.title if first_error else None,
+        "raw": _json(s.raw),
     }
 
 
 def unrecognized_row(u: WebhookUnrecognized) -> dict[str, Any]:
     return {
-        "event_id": u.event_id, "reason": u.reason, "field": u.field,
-        "received_at": u.received_at, "raw": _json(u.raw),
+        "event_id": u.event_id,
+        "reason": u.reason,
+        "field": u.field,
+        "received_at": u.received_at,
+        "raw": _json(u.raw),
     }
 
 

@@ -21,8 +21,8 @@ import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar
 
 from zapstream.errors import ConfigurationError, ZapstreamError
@@ -156,9 +156,12 @@ class TansuBroker:
             [
                 tansu_binary(),
                 "broker",
-                "--listener-url", url,
-                "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

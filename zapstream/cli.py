@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
@@ -34,8 +33,12 @@ def load_settings(**overrides: object) -> Settings:
 
 @cli.command()
 def up(
-    broker: Annotated[str | None, typer.Option(help="Embedded broker to start: tansu or kafka (default: BROKER).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processing worker processes (default: WORKERS).")] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="Embedded broker to start: tansu or kafka (default: BROKER).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Processing worker processes (default: WORKERS).")
+    ] = None,
 ) -> None:
     """Run the whole pipeline: broker, sandbox, sink, worker(s), webhook API."""
     from zapstream.log import configure_logging
@@ -117,7 +120,9 @@ def topics_create() -> None:
     from zapstream.kafka_admin import ensure_topics_sync
 
     settings = load_settings()
-    created = ensure_topics_sync(settings.require_bootstrap(), all_topic_specs(settings), settings.topic_replication_factor)
+    created = ensure_topics_sync(
+        settings.require_bootstrap(), all_topic_specs(settings), settings.topic_replication_factor
+    )
     typer.echo(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
 
 
@@ -134,10 +139,16 @@ def topics_list() -> None:
 @webhook_cli.command("send")
 def webhook_send(
     text: Annotated[str, typer.Argument(help="The message text")],
-    from_: Annotated[str, typer.Option("--from", help="The user's wa_id (phone number)")] = "5511987654321",
+    from_: Annotated[
+        str, typer.Option("--from", help="The user's wa_id (phone number)")
+    ] = "5511987654321",
     name: Annotated[str, typer.Option(help="Profile name")] = "Maria",
-    url: Annotated[str | None, typer.Option(help="Webhook URL (default: from the settings)")] = None,
-    message_id: Annotated[str | None, typer.Option(help="wamid to use (repeat one to test dedupe)")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Webhook URL (default: from the settings)")
+    ] = None,
+    message_id: Annotated[
+        str | None, typer.Option(help="wamid to use (repeat one to test dedupe)")
+    ] = None,
 ) -> None:
     """Post a correctly signed text-message webhook, as Meta would."""
     import httpx
@@ -146,12 +157,19 @@ def webhook_send(
     from ingest.signature import sign
 
     settings = load_settings()
-    payload = text_webhook(text, wa_id=from_, profile_name=name, message_id=message_id,
-                           phone_number_id=settings.whatsapp_phone_number_id)
+    payload = text_webhook(
+        text,
+        wa_id=from_,
+        profile_name=name,
+        message_id=message_id,
+        phone_number_id=settings.whatsapp_phone_number_id,
+    )
     body = dumps(payload)
     target = url or settings.webhook_url
-    headers = {"content-type": "application/json",
-               "x-hub-signature-256": sign(body, settings.whatsapp_app_secret.get_secret_value())}
+    headers = {
+        "content-type": "application/json",
+        "x-hub-signature-256": sign(body, settings.whatsapp_app_secret.get_secret_value()),
+    }
     try:
         resp = httpx.post(target, content=body, headers=headers, timeout=10)
     except httpx.HTTPError as exc:
@@ -164,7 +182,7 @@ def webhook_send(
 
 @cli.command()
 def db(
-    sql: Annotated[str, typer.Argument(help="Read-only SQL, e.g. \"SELECT * FROM messages\"")],
+    sql: Annotated[str, typer.Argument(help='Read-only SQL, e.g. "SELECT * FROM messages"')],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Query the DuckDB file, through the running sink when it holds the file."""
@@ -177,7 +195,11 @@ def db(
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     if as_json:
-        typer.echo(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                [dict(zip(columns, r, strict=True)) for r in rows], default=str, ensure_ascii=False
+            )
+        )
         return
     from zapstream.db_query import format_table
 
@@ -189,4 +211,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

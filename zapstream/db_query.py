@@ -42,7 +42,9 @@ def _through_sink(settings: Settings, sql: str) -> tuple[list[str], list[tuple[A
     try:
         resp = httpx.post(url, json={"sql": sql}, timeout=30)
     except httpx.HTTPError as exc:
-        raise QueryFailed(f"{settings.resolved_duckdb_path} is locked by a writer and the sink at {url} does not answer: {exc}") from exc
+        raise QueryFailed(
+            f"{settings.resolved_duckdb_path} is locked by a writer and the sink at {url} does not answer: {exc}"
+        ) from exc
     try:
         doc = resp.json()
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -33,15 +34,15 @@ async def ensure_topics(
             )
             for s in missing
         ]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another process won the race: fine
         log.info("created topics", extra={"topics": [s.name for s in missing]})
         return [s.name for s in missing]
     finally:
         await admin.close()
 
 
-def ensure_topics_sync(bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1) -> list[str]:
+def ensure_topics_sync(
+    bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1
+) -> list[str]:
     return run_sync(ensure_topics(bootstrap, specs, replication_factor))

@@ -1,7 +1,7 @@
 """Logging: JSON lines off a TTY, readable lines on one; phone numbers always masked.
 
 Every record passes `MaskingFilter`, which masks anything that looks like a phone
-number (8–15 digits) in the message and in the structured `extra` fields, so a
+number (8-15 digits) in the message and in the structured `extra` fields, so a
 raw number never reaches a log even when a caller forgets. Secrets are SecretStr
 and print as `**********`.
 """

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 
+import faust
+
 from zapstream.log import configure_logging, install_masking_everywhere
 from zapstream.settings import Settings
 
@@ -33,9 +35,7 @@ def run_api(settings: Settings) -> None:
     )
 
 
-def _run_faust(app: object, settings: Settings) -> None:
-    import faust
-
+def _run_faust(app: faust.App, settings: Settings) -> None:
     worker = faust.Worker(
         app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
@@ -61,7 +61,9 @@ def run_sink(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     sink = DuckDBSink(settings.resolved_duckdb_path)
     sink.open()  # fails fast, with a clear message, when another sink holds the file
-    app = create_faust_app(settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True)
+    app = create_faust_app(
+        settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True
+    )
     register_sink(app, settings, sink)
     try:
         _run_faust(app, settings)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_APP_SECRET = "dev-app-secret"
-DEV_VERIFY_TOKEN = "dev-verify-token"
-DEV_ACCESS_TOKEN = "dev-access-token"
+DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 - a documented dev default
+DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
+DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
 DEV_PHONE_NUMBER_ID = "100000000000001"
 
 
@@ -84,9 +84,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    @field_validator("whatsapp_app_secret", "whatsapp_verify_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        # An empty app secret would make every forged body "correctly signed".
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
     @property
     def resolved_duckdb_path(self) -> Path:
-        return self.duckdb_path if self.duckdb_path is not None else self.data_dir / "zapstream.duckdb"
+        return (
+            self.duckdb_path if self.duckdb_path is not None else self.data_dir / "zapstream.duckdb"
+        )
 
     @property
     def graph_base_url(self) -> str:
@@ -107,7 +117,9 @@ class Settings(BaseSettings):
             "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
             "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
         }
-        return [name for name, (value, default) in dev.items() if value.get_secret_value() == default]
+        return [
+            name for name, (value, default) in dev.items() if value.get_secret_value() == default
+        ]
 
     def with_bootstrap(self, bootstrap: str) -> Settings:
         """A copy pointing at a broker the supervisor (or a test) has just started."""

@@ -40,7 +40,9 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, *, out: IO[str] = sys.stdout, broker_kind: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, out: IO[str] = sys.stdout, broker_kind: str | None = None
+    ) -> None:
         self.settings = settings
         self.out = out
         self.broker_kind = broker_kind or settings.broker
@@ -77,8 +79,12 @@ class Supervisor:
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
         argv = [sys.executable, "-m", "zapstream.cli", *command]
         proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         child = Child(name, argv, proc)
         assert proc.stdout is not None
@@ -99,7 +105,10 @@ class Supervisor:
             self.say("up", f"starting the embedded {self.broker.name} broker ...")
             t0 = time.monotonic()
             bootstrap = self.broker.start()
-            self.say("up", f"{self.broker.name} ready at {bootstrap} in {time.monotonic() - t0:.1f}s (pid {self.broker.pid}, log {self.broker.log_path})")
+            self.say(
+                "up",
+                f"{self.broker.name} ready at {bootstrap} in {time.monotonic() - t0:.1f}s (pid {self.broker.pid}, log {self.broker.log_path})",
+            )
         created = ensure_topics_sync(bootstrap, all_topic_specs(s), s.topic_replication_factor)
         if created:
             self.say("up", f"created {len(created)} topics")
@@ -111,7 +120,9 @@ class Supervisor:
             self.spawn(f"worker{i + 1}" if s.workers > 1 else "worker", ["worker"], env)
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
-        self._wait_healthy(f"http://127.0.0.1:{s.sink_web_port}/query?sql=SELECT%201", what="the sink")
+        self._wait_healthy(
+            f"http://127.0.0.1:{s.sink_web_port}/query?sql=SELECT%201", what="the sink"
+        )
         self.banner(bootstrap)
         return bootstrap
 
@@ -130,28 +141,41 @@ class Supervisor:
     def check_children(self) -> None:
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
-                raise ZapstreamError(f"{child.name} (pid {child.proc.pid}) exited with code {child.proc.returncode}")
+                raise ZapstreamError(
+                    f"{child.name} (pid {child.proc.pid}) exited with code {child.proc.returncode}"
+                )
 
     def banner(self, bootstrap: str) -> None:
         s = self.settings
-        broker = (f"embedded {self.broker.name} at {bootstrap}" if self.broker else f"external cluster at {bootstrap}")
+        broker = (
+            f"embedded {self.broker.name} at {bootstrap}"
+            if self.broker
+            else f"external cluster at {bootstrap}"
+        )
         data = ""
         if self.broker is not None:
-            data = f" (data: {self.broker.data_path})" if self.broker.data_path else " (memory only: lost on stop)"
+            data = (
+                f" (data: {self.broker.data_path})"
+                if self.broker.data_path
+                else " (memory only: lost on stop)"
+            )
         lines = [
             "zapstream is up",
             f"  broker        {broker}{data}",
             f"  webhook       {s.webhook_url}   (GET verifies, POST receives)",
             f"  health        http://{s.webhook_host}:{s.webhook_port}/readyz   metrics: /metrics",
-            f"  graph api     {s.graph_base_url}" + ("   (local sandbox)" if not s.graph_api_base_url else ""),
-            f"  duckdb        {s.resolved_duckdb_path}   (query: zapstream db \"SELECT ...\")",
+            f"  graph api     {s.graph_base_url}"
+            + ("   (local sandbox)" if not s.graph_api_base_url else ""),
+            f'  duckdb        {s.resolved_duckdb_path}   (query: zapstream db "SELECT ...")',
             f"  workers       {s.workers}",
         ]
         dev = s.dev_defaults_in_use()
         if dev:
             lines.append(f"  DEV SECRETS in use (set them for production): {', '.join(dev)}")
-            lines.append(f"    app secret '{s.whatsapp_app_secret.get_secret_value()}', verify token '{s.whatsapp_verify_token.get_secret_value()}'")
-        lines.append("  try: zapstream webhook send \"olá\"     stop: Ctrl-C")
+            lines.append(
+                f"    app secret '{s.whatsapp_app_secret.get_secret_value()}', verify token '{s.whatsapp_verify_token.get_secret_value()}'"
+            )
+        lines.append('  try: zapstream webhook send "olá"     stop: Ctrl-C')
         for line in lines:
             self.say("up", line)
 

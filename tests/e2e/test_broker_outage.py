@@ -19,8 +19,12 @@ from zapstream.settings import Settings
 pytestmark = pytest.mark.e2e
 
 
-async def read_inbound(bootstrap: str, topic: str, want: str, timeout: float = 20) -> list[MessageReceived]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+async def read_inbound(
+    bootstrap: str, topic: str, want: str, timeout: float = 20
+) -> list[MessageReceived]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     found: list[MessageReceived] = []
     try:
@@ -28,13 +32,17 @@ async def read_inbound(bootstrap: str, topic: str, want: str, timeout: float = 2
         while time.monotonic() < deadline and not found:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
-                found += [e for r in records if (e := decode(MessageReceived, r.value)).message_id == want]
+                found += [
+                    e for r in records if (e := decode(MessageReceived, r.value)).message_id == want
+                ]
     finally:
         await consumer.stop()
     return found
 
 
-async def test_tansu_down_answers_503_and_the_retried_webhook_lands_after_it_is_back(tmp_path: Path) -> None:
+async def test_tansu_down_answers_503_and_the_retried_webhook_lands_after_it_is_back(
+    tmp_path: Path,
+) -> None:
     broker = TansuBroker(tmp_path / "broker")
     bootstrap = broker.start()
     stack = Stack(tmp_path / "stack", bootstrap=bootstrap, PUBLISH_TIMEOUT_S="2")
@@ -64,7 +72,11 @@ async def test_tansu_down_answers_503_and_the_retried_webhook_lands_after_it_is_
         # when it answered 503. Copies share the message id, so dedupe drops them.
         assert landed
         assert {e.text for e in landed} == {"during the outage"}
-        rows = stack.wait_for_rows(f"SELECT count(*) FROM messages WHERE message_id = '{wamid}' HAVING count(*) > 0", 1, timeout=30)
+        rows = stack.wait_for_rows(
+            f"SELECT count(*) FROM messages WHERE message_id = '{wamid}' HAVING count(*) > 0",
+            1,
+            timeout=30,
+        )
         assert rows == [(1,)]  # and the sink, reconnected, stored it exactly once
     finally:
         stack.stop()

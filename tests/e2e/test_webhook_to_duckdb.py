@@ -41,7 +41,9 @@ def test_a_signed_webhook_lands_in_duckdb_within_seconds(stack: Stack) -> None:
     started = time.monotonic()
     resp = stack.post_text("olá, tudo bem?", message_id=wamid, wa_id="5511912345678")
     assert resp.status_code == 200, resp.text
-    rows = stack.wait_for_rows(f"SELECT user_id, wa_id, type, text FROM messages WHERE message_id = '{wamid}'", 1)
+    rows = stack.wait_for_rows(
+        f"SELECT user_id, wa_id, type, text FROM messages WHERE message_id = '{wamid}'", 1
+    )
     assert rows == [("5511912345678", "5511912345678", "text", "olá, tudo bem?")]
     assert time.monotonic() - started < 10
 
@@ -82,16 +84,30 @@ def test_bad_bodies_get_clear_errors(stack: Stack) -> None:
 
 
 def test_a_signed_body_of_unknown_shape_is_kept_raw(stack: Stack) -> None:
-    body = json.dumps({"object": "page", "entry": [{"id": "1", "marker": (m := new_wamid())}]}).encode()
+    body = json.dumps(
+        {"object": "page", "entry": [{"id": "1", "marker": (m := new_wamid())}]}
+    ).encode()
     assert stack.post_raw(body, sign(body, APP_SECRET)).status_code == 200
-    rows = stack.wait_for_rows(f"SELECT reason FROM unrecognized_webhooks WHERE raw::VARCHAR LIKE '%{m}%'", 1)
+    rows = stack.wait_for_rows(
+        f"SELECT reason FROM unrecognized_webhooks WHERE raw::VARCHAR LIKE '%{m}%'", 1
+    )
     assert len(rows) == 1
 
 
 def test_meta_verification_handshake(stack: Stack) -> None:
-    ok = httpx.get(f"{stack.url}/webhook", params={"hub.mode": "subscribe", "hub.verify_token": "dev-verify-token", "hub.challenge": "1158201444"})
+    ok = httpx.get(
+        f"{stack.url}/webhook",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": "dev-verify-token",
+            "hub.challenge": "1158201444",
+        },
+    )
     assert (ok.status_code, ok.text) == (200, "1158201444")
-    bad = httpx.get(f"{stack.url}/webhook", params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "x"})
+    bad = httpx.get(
+        f"{stack.url}/webhook",
+        params={"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "x"},
+    )
     assert bad.status_code == 403
 
 
@@ -111,8 +127,18 @@ def test_zapstream_db_reads_through_the_running_sink(stack: Stack, tmp_path: Pat
     assert stack.post_text("db check", message_id=marker).status_code == 200
     stack.wait_for_rows(f"SELECT 1 FROM messages WHERE message_id = '{marker}'", 1)
     out = subprocess.run(
-        [sys.executable, "-m", "zapstream.cli", "db", "--json", f"SELECT text FROM messages WHERE message_id = '{marker}'"],
-        env=stack.env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "zapstream.cli",
+            "db",
+            "--json",
+            f"SELECT text FROM messages WHERE message_id = '{marker}'",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [{"text": "db check"}]

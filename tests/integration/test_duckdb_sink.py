@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from schemas.codec import encode
+from schemas.topics import Topics
 from sinks.agent import build_batch, load_until_stored, row_makers
 from sinks.duckdb_sink import DuckDBSink
 from sinks.rows import MESSAGES, STATUSES, message_row, status_row, to_arrow
-from schemas.topics import Topics
 from tests.support.events import message, status
 from zapstream.errors import InvalidPayload, SinkBusy
 from zapstream.settings import Settings
@@ -30,7 +30,9 @@ def count(sink: DuckDBSink, table: str) -> int:
 
 def test_a_batch_lands_with_proper_types(sink: DuckDBSink) -> None:
     sink.load({"messages": to_arrow(MESSAGES, [message_row(message(i)) for i in range(3)])})
-    res = sink.query("SELECT message_id, typeof(sent_at), typeof(raw), raw->>'type' FROM messages ORDER BY 1")
+    res = sink.query(
+        "SELECT message_id, typeof(sent_at), typeof(raw), raw->>'type' FROM messages ORDER BY 1"
+    )
     assert [r[0] for r in res.rows] == ["wamid.TEST000000", "wamid.TEST000001", "wamid.TEST000002"]
     assert res.rows[0][1:] == ("TIMESTAMP WITH TIME ZONE", "JSON", "text")
 
@@ -94,7 +96,7 @@ def test_events_that_do_not_decode_are_kept_in_rejected_events(sink: DuckDBSink)
     ]
     sink.load(build_batch(items, row_makers(topics)))
     assert count(sink, "messages") == 1
-    rejected = sink.query("SELECT partition, \"offset\", value FROM rejected_events ORDER BY 2").rows
+    rejected = sink.query('SELECT partition, "offset", value FROM rejected_events ORDER BY 2').rows
     assert [(r[0], r[1]) for r in rejected] == [(0, 1), (1, 7)]
     assert rejected[0][2] == "{not json"
 
@@ -107,7 +109,9 @@ def test_only_read_only_sql_goes_through_the_writer(sink: DuckDBSink) -> None:
     assert sink.query("SELECT 42 AS answer").rows == [(42,)]
 
 
-def test_a_second_writer_on_the_same_file_is_refused_with_a_clear_error(sink: DuckDBSink, tmp_path: Path) -> None:
+def test_a_second_writer_on_the_same_file_is_refused_with_a_clear_error(
+    sink: DuckDBSink, tmp_path: Path
+) -> None:
     import subprocess
     import sys
 

@@ -10,8 +10,14 @@ from schemas.events import MessageReceived, StatusReceived
 def message(i: int = 0, *, user: str = "5511987654321", text: str | None = None) -> MessageReceived:
     now = datetime(2026, 11, 26, 12, 0, i % 60, tzinfo=UTC)
     return MessageReceived(
-        message_id=f"wamid.TEST{i:06d}", user_id=user, wa_id=user, phone_number_id="100000000000001",
-        type="text", sent_at=now, received_at=now, text=text if text is not None else f"hello {i}",
+        message_id=f"wamid.TEST{i:06d}",
+        user_id=user,
+        wa_id=user,
+        phone_number_id="100000000000001",
+        type="text",
+        sent_at=now,
+        received_at=now,
+        text=text if text is not None else f"hello {i}",
         raw={"id": f"wamid.TEST{i:06d}", "type": "text"},
     )
 
@@ -19,6 +25,12 @@ def message(i: int = 0, *, user: str = "5511987654321", text: str | None = None)
 def status(i: int = 0, status: str = "delivered", user: str = "5511987654321") -> StatusReceived:
     now = datetime(2026, 11, 26, 12, 0, i % 60, tzinfo=UTC)
     return StatusReceived(
-        wamid=f"wamid.OUT{i:06d}", status=status, user_id=user, recipient_id=user,
-        phone_number_id="100000000000001", status_at=now, received_at=now, raw={"status": status},
+        wamid=f"wamid.OUT{i:06d}",
+        status=status,
+        user_id=user,
+        recipient_id=user,
+        phone_number_id="100000000000001",
+        status_at=now,
+        received_at=now,
+        raw={"status": status},
     )

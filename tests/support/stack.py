@@ -26,7 +26,9 @@ APP_SECRET = "e2e-app-secret"
 
 
 class Stack:
-    def __init__(self, data_dir: Path, *, broker: str = "tansu", bootstrap: str | None = None, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, *, broker: str = "tansu", bootstrap: str | None = None, **env: str
+    ) -> None:
         self.data_dir = data_dir
         self.webhook_port = free_port()
         self.sink_port = free_port()
@@ -34,21 +36,23 @@ class Stack:
         for key in list(self.env):
             if key.startswith(("KAFKA_", "WHATSAPP_", "GRAPH_", "DEBOUNCE_", "ENGINE")):
                 del self.env[key]
-        self.env.update({
-            "DATA_DIR": str(data_dir),
-            "BROKER": broker,
-            "WEBHOOK_PORT": str(self.webhook_port),
-            "SINK_WEB_PORT": str(self.sink_port),
-            "WORKER_WEB_PORT": str(free_port()),
-            "SANDBOX_PORT": str(free_port()),
-            "WHATSAPP_APP_SECRET": APP_SECRET,
-            "BROKER_SESSION_TIMEOUT_S": "4",
-            "BROKER_HEARTBEAT_INTERVAL_S": "0.3",
-            "BROKER_REBALANCE_TIMEOUT_S": "4",
-            "BROKER_COMMIT_INTERVAL_S": "0.5",
-            "SINK_FLUSH_MS": "200",
-            "LOG_FORMAT": "json",
-        })
+        self.env.update(
+            {
+                "DATA_DIR": str(data_dir),
+                "BROKER": broker,
+                "WEBHOOK_PORT": str(self.webhook_port),
+                "SINK_WEB_PORT": str(self.sink_port),
+                "WORKER_WEB_PORT": str(free_port()),
+                "SANDBOX_PORT": str(free_port()),
+                "WHATSAPP_APP_SECRET": APP_SECRET,
+                "BROKER_SESSION_TIMEOUT_S": "4",
+                "BROKER_HEARTBEAT_INTERVAL_S": "0.3",
+                "BROKER_REBALANCE_TIMEOUT_S": "4",
+                "BROKER_COMMIT_INTERVAL_S": "0.5",
+                "SINK_FLUSH_MS": "200",
+                "LOG_FORMAT": "json",
+            }
+        )
         if bootstrap:
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.update(env)
@@ -62,8 +66,11 @@ class Stack:
 
     def start(self, timeout: float = 120.0) -> Stack:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zapstream.cli", "up"], env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "zapstream.cli", "up"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -76,7 +83,8 @@ class Stack:
         return self
 
     def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             self.lines.append(raw.decode("utf-8", "replace").rstrip())
 
@@ -86,7 +94,9 @@ class Stack:
     def child_pids(self) -> dict[str, int]:
         pids: dict[str, int] = {}
         for line in self.lines:
-            m = re.search(r"started (\w+) \(pid (\d+)\)", line) or re.search(r"(tansu|kafka) ready at \S+ in \S+ \(pid (\d+)", line)
+            m = re.search(r"started (\w+) \(pid (\d+)\)", line) or re.search(
+                r"(tansu|kafka) ready at \S+ in \S+ \(pid (\d+)", line
+            )
             if m:
                 pids[m.group(1)] = int(m.group(2))
         return pids
@@ -120,7 +130,9 @@ class Stack:
         resp.raise_for_status()
         return [tuple(r) for r in resp.json()["rows"]]
 
-    def wait_for_rows(self, sql: str, expected: int, timeout: float = 20.0) -> list[tuple[Any, ...]]:
+    def wait_for_rows(
+        self, sql: str, expected: int, timeout: float = 20.0
+    ) -> list[tuple[Any, ...]]:
         deadline = time.monotonic() + timeout
         rows: list[tuple[Any, ...]] = []
         while time.monotonic() < deadline:

@@ -1,0 +1,166 @@
+"""Webhook benchmark: signed bodies at fixed rates and at the maximum rate.
+
+Starts the stack the way `make run` does (`zapstream up`, one per broker) unless
+--url points at a running one. Latency is counted from each request's *scheduled*
+send time (open loop), so a stalled server cannot hide its queueing delay. The 200
+includes the broker's acknowledgement (acks=all).
+
+    .venv/bin/python bench/webhook_bench.py --brokers tansu,kafka --rates 250,500,1000 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ingest.samples import dumps, text_webhook
+from ingest.signature import sign
+from tests.support.stack import APP_SECRET, Stack
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def bodies(n: int) -> list[tuple[bytes, str]]:
+    out = []
+    for i in range(n):
+        body = dumps(text_webhook(f"benchmark message {i}", wa_id=f"55119{i % 5000:08d}"))
+        out.append((body, sign(body, APP_SECRET)))
+    return out
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, sig: str) -> int:
+    async with session.post(
+        url, data=body, headers={"content-type": "application/json", "x-hub-signature-256": sig}
+    ) as r:
+        await r.read()
+        return r.status
+
+
+async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]:
+    n = int(rate * duration)
+    payloads = bodies(n)
+    latencies: list[float] = []
+    errors = 0
+    conn = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=conn) as session:
+
+        async def one(i: int, scheduled: float) -> None:
+            nonlocal errors
+            status = await post(session, url, *payloads[i])
+            if status == 200:
+                latencies.append(time.perf_counter() - scheduled)
+            else:
+                errors += 1
+
+        tasks = []
+        t0 = time.perf_counter() + 0.05
+        for i in range(n):
+            scheduled = t0 + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return summary(f"{rate:.0f}/s", latencies, errors, elapsed)
+
+
+async def max_rate(url: str, duration: float, concurrency: int = 64) -> dict[str, float]:
+    payloads = bodies(20_000)
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+
+        async def loop(k: int) -> None:
+            nonlocal errors
+            i = k
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                status = await post(session, url, *payloads[i % len(payloads)])
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+                i += concurrency
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop(k) for k in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return summary(f"max(c={concurrency})", latencies, errors, elapsed)
+
+
+def summary(label: str, lat: list[float], errors: int, elapsed: float) -> dict[str, float]:
+    ms = [x * 1000 for x in lat]
+    row = {
+        "ok": len(lat),
+        "errors": errors,
+        "throughput": len(lat) / elapsed,
+        "p50": pct(ms, 50),
+        "p95": pct(ms, 95),
+        "p99": pct(ms, 99),
+        "mean": statistics.fmean(ms) if ms else float("nan"),
+    }
+    print(
+        f"  {label:>12}: {row['throughput']:8.0f} req/s ok={row['ok']} err={errors} "
+        f"p50={row['p50']:.1f}ms p95={row['p95']:.1f}ms p99={row['p99']:.1f}ms",
+        flush=True,
+    )
+    return row
+
+
+async def run_all(url: str, rates: list[float], duration: float, include_max: bool) -> None:
+    await fixed_rate(url, 50, 2)  # warm-up: connections, metadata, JIT of the broker
+    for rate in rates:
+        await fixed_rate(url, rate, duration)
+        await asyncio.sleep(1)
+    if include_max:
+        await max_rate(url, duration)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--brokers", default="tansu", help="comma list: tansu,kafka")
+    ap.add_argument("--rates", default="250,500,1000", help="fixed rates to run, req/s")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--no-max", action="store_true")
+    ap.add_argument(
+        "--url", help="benchmark a running webhook instead (its secret must be the bench's)"
+    )
+    args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",") if r]
+    if args.url:
+        asyncio.run(run_all(args.url, rates, args.duration, not args.no_max))
+        return
+    for kind in args.brokers.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            stack = Stack(Path(tmp), broker=kind, LOG_LEVEL="WARNING").start()
+            try:
+                print(
+                    f"broker={kind} (webhook API + sink + worker + broker on this machine)",
+                    flush=True,
+                )
+                asyncio.run(run_all(f"{stack.url}/webhook", rates, args.duration, not args.no_max))
+            finally:
+                stack.stop()
+
+
+if __name__ == "__main__":
+    main()
