@@ -19,6 +19,15 @@ class Topics:
     inbound: str
     statuses: str
     unrecognized: str
+    debounce_ticks: str
+    turns: str
+    decisions: str
+    outbound_high: str
+    outbound_low: str
+    send_results: str
+    dead_letters: str
+    handoffs: str
+    embeddings: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -27,15 +36,30 @@ class Topics:
             inbound=f"{p}.messages.inbound.v1",
             statuses=f"{p}.statuses.v1",
             unrecognized=f"{p}.webhooks.unrecognized.v1",
+            debounce_ticks=f"{p}.debounce.ticks.v1",
+            turns=f"{p}.turns.v1",
+            decisions=f"{p}.turns.decided.v1",
+            outbound_high=f"{p}.outbound.high.v1",
+            outbound_low=f"{p}.outbound.low.v1",
+            send_results=f"{p}.outbound.results.v1",
+            dead_letters=f"{p}.outbound.deadletters.v1",
+            handoffs=f"{p}.handoffs.v1",
+            embeddings=f"{p}.embeddings.requested.v1",
         )
+
+    def outbound(self, priority: str) -> str:
+        return self.outbound_high if priority == "high" else self.outbound_low
 
     def specs(self, settings: Settings) -> list[TopicSpec]:
         n = settings.topic_partitions
-        return [
-            TopicSpec(self.inbound, n),
-            TopicSpec(self.statuses, n),
-            TopicSpec(self.unrecognized, 1),
+        # Every user-keyed topic has the same partition count, so a user's messages,
+        # ticks, turns and sends sit on the same partition number everywhere.
+        keyed = [
+            self.inbound, self.statuses, self.debounce_ticks, self.turns, self.decisions,
+            self.outbound_high, self.outbound_low, self.send_results, self.dead_letters,
+            self.handoffs, self.embeddings,
         ]
+        return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 
 
 def all_topic_specs(settings: Settings) -> list[TopicSpec]:

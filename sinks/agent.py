@@ -23,29 +23,41 @@ from schemas.codec import decode
 from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
 from schemas.topics import Topics
 from sinks.duckdb_sink import DuckDBSink
-from sinks.rows import TABLES, message_row, rows_by_table, status_row, to_arrow, unrecognized_row
+from schemas.conversation import TurnDecided
+from schemas.outbound import DeadLetter, OutboundMessage, SendResult
+from sinks.chain_rows import dead_letter_row, outbound_row, send_result_row, session_row, turn_row
+from sinks.rows import message_row, rows_by_table, status_row, to_arrow, unrecognized_row
+from sinks.tables import TABLES
 from zapstream.errors import InvalidPayload
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.sink")
 
 Tagged = tuple[str, int, int, bytes]  # topic, partition, offset, value
-RowMaker = Callable[[bytes], tuple[str, dict[str, Any]]]
+RowMaker = Callable[[bytes], list[tuple[str, dict[str, Any]]]]
+RowFn = Callable[[Any], dict[str, Any]]
 
 
-def _maker(event_type: Any, table: str, row_fn: Callable[[Any], dict[str, Any]]) -> RowMaker:
-    def make(value: bytes) -> tuple[str, dict[str, Any]]:
-        return table, row_fn(decode(event_type, value))
+def _maker(event_type: Any, *targets: tuple[str, RowFn]) -> RowMaker:
+    def make(value: bytes) -> list[tuple[str, dict[str, Any]]]:
+        event = decode(event_type, value)
+        return [(table, row_fn(event)) for table, row_fn in targets]
 
     return make
 
 
 def row_makers(topics: Topics) -> dict[str, RowMaker]:
-    """topic → function(value bytes) → (table, row). Later issues add topics here."""
+    """topic → function(value bytes) → [(table, row), ...]."""
+    outbound = _maker(OutboundMessage, ("outbound_messages", outbound_row))
     return {
-        topics.inbound: _maker(MessageReceived, "messages", message_row),
-        topics.statuses: _maker(StatusReceived, "statuses", status_row),
-        topics.unrecognized: _maker(WebhookUnrecognized, "unrecognized_webhooks", unrecognized_row),
+        topics.inbound: _maker(MessageReceived, ("messages", message_row)),
+        topics.statuses: _maker(StatusReceived, ("statuses", status_row)),
+        topics.unrecognized: _maker(WebhookUnrecognized, ("unrecognized_webhooks", unrecognized_row)),
+        topics.decisions: _maker(TurnDecided, ("turns", turn_row), ("sessions", session_row)),
+        topics.outbound_high: outbound,
+        topics.outbound_low: outbound,
+        topics.send_results: _maker(SendResult, ("send_results", send_result_row)),
+        topics.dead_letters: _maker(DeadLetter, ("dead_letters", dead_letter_row)),
     }
 
 
@@ -55,7 +67,7 @@ def build_batch(items: list[Tagged], makers: dict[str, RowMaker]) -> dict[str, p
     pairs: list[tuple[str, dict[str, Any]]] = []
     for topic, partition, offset, value in items:
         try:
-            pairs.append(makers[topic](value))
+            pairs.extend(makers[topic](value))
         except (InvalidPayload, KeyError) as exc:
             log.error(
                 "rejected event",

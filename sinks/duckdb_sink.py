@@ -21,7 +21,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from sinks.rows import TABLES, TableSpec
+from sinks.chain_rows import DELIVERY_VIEW
+from sinks.rows import TableSpec
+from sinks.tables import TABLES
 from zapstream.errors import InvalidPayload, SinkBusy
 
 log = logging.getLogger(__name__)
@@ -135,4 +137,4 @@ class DuckDBSink:
 
 
 # Views over the base tables, for analytics.
-EXTRA_DDL: list[str] = []
+EXTRA_DDL: list[str] = [DELIVERY_VIEW]

@@ -24,6 +24,8 @@ class TableSpec:
     schema: pa.Schema
     key: tuple[str, ...]
     json_columns: tuple[str, ...] = ()
+    upsert: bool = False
+    """Replace the row of an existing key (snapshots) instead of ignoring the new one."""
 
 
 def _json(value: Any) -> str | None:
@@ -107,7 +109,7 @@ REJECTED = TableSpec(
     key=("topic", "partition", "offset"),
 )
 
-TABLES: dict[str, TableSpec] = {t.name: t for t in (MESSAGES, STATUSES, UNRECOGNIZED, REJECTED)}
+BASE_TABLES = (MESSAGES, STATUSES, UNRECOGNIZED, REJECTED)
 
 
 def message_row(m: MessageReceived) -> dict[str, Any]:
@@ -160,15 +162,14 @@ def unrecognized_row(u: WebhookUnrecognized) -> dict[str, Any]:
 
 
 def to_arrow(spec: TableSpec, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows to an Arrow table, dropping repeats of a key within the batch (first wins)."""
-    seen: set[tuple[Any, ...]] = set()
-    unique = []
+    """Rows to an Arrow table, one row per key within the batch: the first for
+    insert-only tables (redeliveries), the last for upsert tables (newest snapshot)."""
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         k = tuple(row[c] for c in spec.key)
-        if k not in seen:
-            seen.add(k)
-            unique.append(row)
-    return pa.Table.from_pylist(unique, schema=spec.schema)
+        if spec.upsert or k not in by_key:
+            by_key[k] = row
+    return pa.Table.from_pylist(list(by_key.values()), schema=spec.schema)
 
 
 RowFn = Callable[[Any], dict[str, Any]]

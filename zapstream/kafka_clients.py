@@ -6,6 +6,7 @@ gets it (acks=all either way). `producer_kwargs` is the one place that decides.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from zapstream.settings import Settings
@@ -37,10 +38,15 @@ async def detect_idempotence(bootstrap: str) -> bool:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=5000
     )
+    # The refusal is the answer we are asking for, not an error worth logging.
+    quiet = logging.getLogger("aiokafka.producer.sender")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
-        await producer.start()
+        await producer.start()  # InitProducerId happens here
         return True
     except Exception:
         return False
     finally:
         await producer.stop()
+        quiet.setLevel(level)

@@ -80,6 +80,41 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8088
 
+    # --- Conversation chain ------------------------------------------------------
+    engine: str = "playbook"
+    """playbook | echo | http | package.module:factory"""
+    engine_http_url: str | None = None
+    engine_http_timeout_s: float = Field(default=5.0, gt=0)
+    playbook_path: Path | None = None
+    debounce_quiet_ms: int = Field(default=1500, ge=0)
+    """A user's burst becomes one turn after this much quiet; 0 turns debounce off."""
+    debounce_max_ms: int = Field(default=5000, ge=0)
+    debounce_max_messages: int = Field(default=10, ge=1)
+    dedupe_horizon_s: float = Field(default=7 * 24 * 3600, gt=0)
+    dedupe_max_per_user: int = Field(default=1000, ge=1)
+    service_window_template: str | None = None
+    service_window_template_language: str = "pt_BR"
+    service_window_margin_s: float = Field(default=60, ge=0)
+    max_in_flight: int = Field(default=1000, ge=1)
+    """Events one worker handles concurrently (across users; one at a time per user)."""
+
+    # --- Sender (Graph API) ---------------------------------------------------------
+    send_rate_per_s: float = Field(default=80, gt=0)
+    """Token bucket per business phone number (Meta's default limit is 80/s)."""
+    send_burst: int = Field(default=80, ge=1)
+    recipient_min_interval_s: float = Field(default=0.0, ge=0)
+    """Minimum gap between two sends to one recipient (0: only back off on 131056)."""
+    pair_rate_backoff_s: float = Field(default=6.0, ge=0)
+    send_max_attempts: int = Field(default=8, ge=1)
+    send_backoff_base_s: float = Field(default=0.2, gt=0)
+    send_backoff_cap_s: float = Field(default=30.0, gt=0)
+    send_max_elapsed_s: float = Field(default=300.0, gt=0)
+    send_timeout_s: float = Field(default=10.0, gt=0)
+    send_concurrency: int = Field(default=256, ge=1)
+    low_priority_concurrency: int = Field(default=16, ge=1)
+    """Low-priority sends (re-engagement, campaigns) in flight at once: a flood there
+    never takes the HTTP connections or rate tokens that replies need."""
+
     # --- Logging ------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -1,0 +1,302 @@
+"""The engine seam: who decides how to answer a turn, and the rules every answer obeys.
+
+An `Engine` is pure: `decide(session, turn, now)` reads no clock, env, network or
+randomness. An `AsyncEngine` may do I/O (`processors.http_engine`). The agent only ever
+sees what `load_engine` returns, a `GuardedEngine`, so it always writes
+
+    decision = await engine.decide(session, turn, now)
+
+and every engine's output has passed the same policies (pure functions, tested once):
+  * opt-out: a user who opted out before this turn gets no message (`enforce_opt_out`);
+  * the 24-hour customer-service window: outside it only templates (`enforce_service_window`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from processors.actions import FREE_FORM_TYPES, SEND_TYPES, Action, SendTemplate, action_to_dict
+from schemas.conversation import Session, Turn, TurnDecided
+from zapstream.errors import ConfigurationError
+
+SERVICE_WINDOW = timedelta(hours=24)
+OUTSIDE_WINDOW = "outside_service_window"
+OPTED_OUT = "opted_out"
+DUPLICATE_TURN = "duplicate_turn"
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An action a policy removed, and why (kept for the sink, never sent)."""
+
+    action: Action
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**action_to_dict(self.action), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Decision:
+    session: Session
+    """The session after the turn: the agent stores it."""
+    actions: tuple[Action, ...]
+    intent: str
+    dropped: tuple[Dropped, ...] = field(default=())
+
+
+class Engine(Protocol):
+    name: str
+
+    def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision: ...
+
+
+@runtime_checkable
+class AsyncEngine(Protocol):
+    name: str
+
+    async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision: ...
+
+
+def observe_turn(session: Session | None, turn: Turn, now: datetime) -> Session:
+    """The session once this inbound turn is counted: the window reopens at the user's
+    latest send time, and identities are refreshed (a user may switch to a username).
+
+    Idempotent per turn: the same turn seen twice counts once.
+    """
+    first = min(m.sent_at for m in turn.messages)
+    base = session or Session.new(turn.user_id, first_inbound_at=first)
+    last = turn.last_sent_at
+    if base.last_inbound_at is not None:
+        last = max(last, base.last_inbound_at)  # a late, older turn must not shrink the window
+    repeat = base.last_turn_id == turn.turn_id
+    return base.updated(
+        wa_id=turn.wa_id or base.wa_id,
+        bsuid=turn.bsuid or base.bsuid,
+        phone_number_id=turn.phone_number_id,
+        first_inbound_at=base.first_inbound_at or first,
+        last_inbound_at=last,
+        turn_count=base.turn_count + (0 if repeat else 1),
+        last_turn_id=turn.turn_id,
+        updated_at=now,
+    )
+
+
+# --- policies -----------------------------------------------------------------
+
+
+class PolicyResult(NamedTuple):
+    actions: tuple[Action, ...]
+    dropped: tuple[Dropped, ...]
+
+
+def window_open(
+    last_inbound_at: datetime | None,
+    now: datetime,
+    *,
+    window: timedelta = SERVICE_WINDOW,
+    margin: timedelta = timedelta(0),
+) -> bool:
+    """True while free-form messages may be sent. `margin` closes it early, so a reply
+    decided at 23:59:50 and queued for a few seconds is not refused with 131047."""
+    return last_inbound_at is not None and now < last_inbound_at + window - margin
+
+
+def enforce_service_window(
+    session: Session | None,
+    actions: Sequence[Action],
+    now: datetime,
+    *,
+    fallback_template: SendTemplate | None = None,
+    window: timedelta = SERVICE_WINDOW,
+    margin: timedelta = timedelta(0),
+) -> PolicyResult:
+    """Outside the 24-hour window keep only templates (and non-message actions).
+
+    Free-form sends are dropped with reason `outside_service_window`; if none of the
+    actions is a template and `fallback_template` is given, it takes the place of the
+    first dropped send (once: five dropped texts become one template, not five).
+    Inside the window, or with nothing to drop, the actions come back unchanged.
+    """
+    last = session.last_inbound_at if session is not None else None
+    if window_open(last, now, window=window, margin=margin):
+        return PolicyResult(tuple(actions), ())
+    has_template = any(isinstance(a, SendTemplate) for a in actions)
+    kept: list[Action] = []
+    dropped: list[Dropped] = []
+    for action in actions:
+        if not isinstance(action, FREE_FORM_TYPES):
+            kept.append(action)
+            continue
+        dropped.append(Dropped(action, OUTSIDE_WINDOW))
+        if fallback_template is not None and not has_template:
+            kept.append(fallback_template)
+            has_template = True
+    return PolicyResult(tuple(kept), tuple(dropped))
+
+
+def enforce_opt_out(
+    before: Session | None, after: Session, actions: Sequence[Action]
+) -> PolicyResult:
+    """No message to a user who had opted out and still has. The turn that opts out may
+    confirm it (before was in, after is out); the turn that opts back in may answer."""
+    if not (after.opted_out and before is not None and before.opted_out):
+        return PolicyResult(tuple(actions), ())
+    kept = tuple(a for a in actions if not isinstance(a, SEND_TYPES))
+    dropped = tuple(Dropped(a, OPTED_OUT) for a in actions if isinstance(a, SEND_TYPES))
+    return PolicyResult(kept, dropped)
+
+
+def apply_policies(
+    before: Session | None,
+    decision: Decision,
+    now: datetime,
+    *,
+    fallback_template: SendTemplate | None = None,
+    margin: timedelta = timedelta(0),
+) -> Decision:
+    opt = enforce_opt_out(before, decision.session, decision.actions)
+    win = enforce_service_window(
+        decision.session, opt.actions, now, fallback_template=fallback_template, margin=margin
+    )
+    dropped = decision.dropped + opt.dropped + win.dropped
+    return Decision(decision.session, win.actions, decision.intent, dropped)
+
+
+# --- adapters -------------------------------------------------------------------
+
+
+class SyncEngineAdapter:
+    """Lets a pure engine be awaited like an I/O one; adds nothing else."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name = engine.name
+
+    async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision:
+        return self.engine.decide(session, turn, now)
+
+
+class GuardedEngine:
+    """Any engine, plus the duplicate-turn check and the policies above.
+
+    A turn whose id is the session's `last_turn_id` was already decided (a redelivery, or
+    a restart after the session was stored): it gets no actions. So the agent should
+    route the actions *before* storing the session: a crash in between re-decides from
+    the old session, and the sender drops the repeats by `outbound_id`.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        fallback_template: SendTemplate | None = None,
+        margin: timedelta = timedelta(0),
+    ) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.fallback_template = fallback_template
+        self.margin = margin
+
+    async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision:
+        if session is not None and session.last_turn_id == turn.turn_id:
+            return Decision(session, (), DUPLICATE_TURN)
+        decision = await self.engine.decide(session, turn, now)
+        return apply_policies(
+            session, decision, now, fallback_template=self.fallback_template, margin=self.margin
+        )
+
+    async def aclose(self) -> None:
+        close = getattr(self.engine, "aclose", None)  # only I/O engines hold resources
+        if close is not None:
+            await close()
+
+
+BUILTIN_ENGINES: Mapping[str, str] = {
+    "playbook": "processors.playbook:create_engine",
+    "echo": "processors.echo_engine:create_engine",
+    "http": "processors.http_engine:create_engine",
+}
+
+
+def _resolve(spec: str) -> Callable[..., Any]:
+    path = BUILTIN_ENGINES.get(spec, spec)
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(
+            f"ENGINE={spec!r}: use one of {sorted(BUILTIN_ENGINES)} or 'package.module:factory'"
+        )
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"ENGINE={spec!r}: cannot import {path} ({exc})") from exc
+    if not callable(factory):
+        raise ConfigurationError(f"ENGINE={spec!r}: {path} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def _call_with_accepted(factory: Callable[..., Any], options: Mapping[str, Any]) -> Any:
+    """Pass the factory only the options it names (all of them if it takes **kwargs), so
+    `load_engine(settings.engine, **settings.model_dump())` works for every engine."""
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return factory(**options)
+    names = {p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
+    return factory(**{k: v for k, v in options.items() if k in names})
+
+
+def load_engine(spec: str, /, **options: Any) -> GuardedEngine:
+    """The engine named by ENGINE (`playbook`, `echo`, `http` or `package.module:factory`),
+    async and guarded. Options are settings-like keyword arguments; this function reads
+    `service_window_template` (+ `_language`) and `service_window_margin_s`, the factory
+    whichever of the rest it names (`playbook_path`, `engine_http_url`, ...)."""
+    engine = _call_with_accepted(_resolve(spec), options)
+    if not hasattr(engine, "decide"):
+        raise ConfigurationError(f"ENGINE={spec!r}: the factory returned no engine")
+    if not inspect.iscoroutinefunction(engine.decide):
+        engine = SyncEngineAdapter(engine)
+    template_name = options.get("service_window_template")
+    template = (
+        SendTemplate(
+            name=template_name,
+            language=options.get("service_window_template_language") or "pt_BR",
+        )
+        if template_name
+        else None
+    )
+    margin = timedelta(seconds=float(options.get("service_window_margin_s") or 0))
+    return GuardedEngine(engine, fallback_template=template, margin=margin)
+
+
+def turn_decided(
+    turn: Turn,
+    decision: Decision,
+    *,
+    engine: str,
+    decided_at: datetime,
+    latency_ms: float | None = None,
+) -> TurnDecided:
+    """The sink's record of a decision; latency defaults to webhook-to-decision time."""
+    if latency_ms is None:
+        first_seen = min(m.received_at for m in turn.messages)
+        latency_ms = (decided_at - first_seen).total_seconds() * 1000
+    return TurnDecided(
+        turn_id=turn.turn_id,
+        user_id=turn.user_id,
+        wa_id=turn.wa_id,
+        bsuid=turn.bsuid,
+        phone_number_id=turn.phone_number_id,
+        message_ids=turn.message_ids,
+        intent=decision.intent,
+        actions=[action_to_dict(a) for a in decision.actions],
+        dropped=[d.to_dict() for d in decision.dropped],
+        session=decision.session,
+        decided_at=decided_at,
+        engine=engine,
+        latency_ms=round(latency_ms, 3),
+    )
