@@ -31,12 +31,17 @@ from zapstream.settings import Settings
 COLORS = ["36", "33", "35", "32", "34", "31"]
 
 
+MAX_RESTARTS_PER_MINUTE = 5
+
+
 @dataclass
 class Child:
     name: str
-    argv: list[str]
+    command: list[str]
+    env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
+    restarts: list[float] = field(default_factory=list)
 
 
 class Supervisor:
@@ -77,23 +82,27 @@ class Supervisor:
         return env
 
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
-        argv = [sys.executable, "-m", "zapstream.cli", *command]
+        child = Child(name, command, env)
+        self._launch(child)
+        self.children.append(child)
+        return child
+
+    def _launch(self, child: Child) -> None:
+        argv = [sys.executable, "-m", "zapstream.cli", *child.command]
         proc = subprocess.Popen(
             argv,
-            env=env,
+            env=child.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        child = Child(name, argv, proc)
+        child.proc = proc
         assert proc.stdout is not None
-        pump = threading.Thread(target=self._pump, args=(name, proc.stdout), daemon=True)
+        pump = threading.Thread(target=self._pump, args=(child.name, proc.stdout), daemon=True)
         pump.start()
         child.pumps.append(pump)
-        self.children.append(child)
-        self.say("up", f"started {name} (pid {proc.pid})")
-        return child
+        self.say("up", f"started {child.name} (pid {proc.pid})")
 
     def start(self) -> str:
         s = self.settings
@@ -123,6 +132,8 @@ class Supervisor:
         self._wait_healthy(
             f"http://127.0.0.1:{s.sink_web_port}/query?sql=SELECT%201", what="the sink"
         )
+        if not s.graph_api_base_url:
+            self._wait_healthy(f"{s.graph_base_url}/_sandbox/stats", what="the sandbox")
         self.banner(bootstrap)
         return bootstrap
 
@@ -139,11 +150,18 @@ class Supervisor:
         raise ZapstreamError(f"{what} did not answer {url} within {timeout:.0f}s")
 
     def check_children(self) -> None:
+        """Restart a child that died (a crashed worker resumes from its committed offsets
+        and its tables' changelogs); give up when one keeps dying."""
         for child in self.children:
-            if child.proc is not None and child.proc.poll() is not None:
-                raise ZapstreamError(
-                    f"{child.name} (pid {child.proc.pid}) exited with code {child.proc.returncode}"
-                )
+            if child.proc is None or child.proc.poll() is None or self._stopping.is_set():
+                continue
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+            code = child.proc.returncode
+            if len(child.restarts) > MAX_RESTARTS_PER_MINUTE:
+                raise ZapstreamError(f"{child.name} (pid {child.proc.pid}) keeps exiting (last code {code})")
+            self.say("up", f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting it")
+            self._launch(child)
 
     def banner(self, bootstrap: str) -> None:
         s = self.settings

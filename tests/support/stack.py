@@ -154,3 +154,35 @@ def pid_alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+class Sandbox:
+    """The stack's Cloud API sandbox, seen from a test."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.url = f"http://127.0.0.1:{stack.env['SANDBOX_PORT']}"
+
+    def configure(self, **knobs: Any) -> None:
+        httpx.post(f"{self.url}/_sandbox/config", json=knobs, timeout=10).raise_for_status()
+
+    def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        params = {"to": to} if to else {}
+        resp = httpx.get(f"{self.url}/_sandbox/messages", params=params, timeout=10)
+        resp.raise_for_status()
+        return list(resp.json())
+
+    def texts(self, to: str) -> list[str]:
+        return [m["body"]["text"]["body"] for m in self.messages(to) if m["type"] == "text"]
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json())
+
+    def wait_for(self, to: str, count: int, timeout: float = 30.0, kind: str = "text") -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            found = [m for m in self.messages(to) if m["type"] == kind]
+            if len(found) >= count:
+                return found
+            time.sleep(0.1)
+        return found
