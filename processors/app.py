@@ -19,6 +19,9 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
         "broker": [f"kafka://{host}" for host in bootstrap.split(",")],
         "broker_client_id": f"{settings.kafka_client_id}-{app_id}",
         "store": "memory://",
+        # Faust keeps per-app files (table state markers) in `<datadir>`, by default
+        # `<app id>-data` in the current directory: keep them under DATA_DIR instead.
+        "datadir": str(settings.data_dir / "faust" / "{conf.name}-data"),
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication_factor,
         "table_standby_replicas": 0,
@@ -43,6 +46,7 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
 def create_faust_app(
     settings: Settings, *, app_id: str, web_port: int, web: bool = False
 ) -> FastFetchApp:
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = FastFetchApp(**faust_settings(settings, app_id=app_id, web_port=web_port, web=web))
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     return app

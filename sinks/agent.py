@@ -147,6 +147,15 @@ def register_sink(app: faust.App, settings: Settings, sink: DuckDBSink) -> None:
         rows = [[_jsonable(v) for v in r] for r in result.rows]
         return web.json({"columns": result.columns, "rows": rows})
 
+    @app.page("/ready")
+    class ReadyView(faust.web.View):  # type: ignore[misc]
+        """200 once the sink holds partitions and is not rebalancing: events flow."""
+
+        async def get(self, request: Any) -> Any:
+            assigned = app.consumer.assignment() if app.consumer else set()
+            ready = bool(assigned) and not app.rebalancing
+            return self.json({"ready": ready, "partitions": len(assigned)}, status=200 if ready else 503)
+
     @app.page("/query")
     class QueryView(faust.web.View):  # type: ignore[misc]
         async def get(self, request: Any) -> Any:

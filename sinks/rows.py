@@ -169,7 +169,10 @@ def to_arrow(spec: TableSpec, rows: Sequence[dict[str, Any]]) -> pa.Table:
         k = tuple(row[c] for c in spec.key)
         if spec.upsert or k not in by_key:
             by_key[k] = row
-    return pa.Table.from_pylist(list(by_key.values()), schema=spec.schema)
+    unique = list(by_key.values())
+    # Column by column: several times faster than Table.from_pylist on dicts.
+    columns = [pa.array([row[f.name] for row in unique], type=f.type) for f in spec.schema]
+    return pa.Table.from_arrays(columns, schema=spec.schema)
 
 
 RowFn = Callable[[Any], dict[str, Any]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -36,7 +37,14 @@ async def ensure_topics(
         ]
         with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
             await admin.create_topics(new)
-        log.info("created topics", extra={"topics": [s.name for s in missing]})
+        # Apache Kafka answers CreateTopics before every broker knows the topic: wait
+        # until metadata lists them, so that the first produce does not time out.
+        names = {s.name for s in missing}
+        for _ in range(100):
+            if names <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.1)
+        log.info("created topics", extra={"topics": sorted(names)})
         return [s.name for s in missing]
     finally:
         await admin.close()

@@ -16,10 +16,12 @@ so a stop and a start lose nothing and old data can be replayed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from zapstream.broker import BrokerStartError, free_port, stop_process, wait_for_metadata
-from zapstream.kafka_jars import kafka_major, resolve_kafka_libs
+from zapstream.kafka_jars import kafka_major, logging_options, resolve_kafka_libs
 from zapstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,17 +57,32 @@ JVM_OPTIONS = (
     "-Djava.awt.headless=true",
 )
 
-def java_available(java: str = "java") -> bool:
-    """True when a JVM can be run: the supervisor falls back to Tansu otherwise."""
+
+MIN_JAVA = 17
+"""Kafka 4.x brokers need Java 17 (3.9 ran on 11); one floor for both keeps it simple."""
+
+
+def java_major(java: str = "java") -> int | None:
+    """The JVM's feature version (8, 11, 17, ...), or None when there is no JVM."""
     path = shutil.which(java)
     if path is None:
-        return False
+        return None
     try:
-        return subprocess.run(
-            [path, "-version"], capture_output=True, timeout=30, check=False
-        ).returncode == 0
+        done = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return None
+    # `openjdk version "17.0.15" 2025-04-15`, or "1.8.0_402" before Java 9.
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if done.returncode != 0 or found is None:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+def java_available(java: str = "java") -> bool:
+    """True when a JVM new enough for Kafka runs: the supervisor falls back to Tansu otherwise."""
+    major = java_major(java)
+    return major is not None and major >= MIN_JAVA
 
 
 def _new_cluster_id() -> str:
@@ -140,8 +157,10 @@ class KafkaBroker:
             if port is not None and port != saved.port:
                 saved = _State(saved.cluster_id, port, saved.controller_port, saved.version)
             if saved.version != self.version:
-                log.warning("kafka data dir was last used by another version",
-                            extra={"was": saved.version, "now": self.version})
+                log.warning(
+                    "kafka data dir was last used by another version",
+                    extra={"was": saved.version, "now": self.version},
+                )
                 saved = _State(saved.cluster_id, saved.port, saved.controller_port, self.version)
         else:
             chosen = port or free_port(self.host)
@@ -179,6 +198,9 @@ class KafkaBroker:
             "transaction.state.log.num.partitions": "8",
             # A group starts at once instead of waiting 3 s for more members.
             "group.initial.rebalance.delay.ms": "0",
+            # Tests and dev use short consumer session timeouts (Tansu-style 2-4 s);
+            # Kafka refuses any below this floor (default 6 s) with InvalidSessionTimeout.
+            "group.min.session.timeout.ms": "1000",
             "num.partitions": "8",
             # Our code creates every topic (and Faust its internal ones) explicitly: a
             # typo in a topic name should fail, not create a topic.
@@ -196,45 +218,19 @@ class KafkaBroker:
             props = {k: v for k, v in props.items() if not k.startswith("share.")}
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
-    def _logging_options(self) -> list[str]:
-        if kafka_major(self.version) >= 4:
-            path = self.home / "log4j2.properties"
-            path.write_text(
-                "status = warn\n"
-                # log4j2's own shutdown hook would stop logging before Kafka's controlled
-                # shutdown has logged anything.
-                "shutdownHook = disable\n"
-                "appender.out.type = Console\n"
-                "appender.out.name = OUT\n"
-                "appender.out.layout.type = PatternLayout\n"
-                "appender.out.layout.pattern = [%d] %p %m (%c)%n\n"
-                "rootLogger.level = INFO\n"
-                "rootLogger.appenderRef.out.ref = OUT\n"
-                "logger.request.name = kafka.request.logger\n"
-                "logger.request.level = WARN\n"
-                "logger.state.name = state.change.logger\n"
-                "logger.state.level = WARN\n"
-            )
-            return [f"-Dlog4j2.configurationFile={path}"]
-        path = self.home / "log4j.properties"
-        path.write_text(
-            "log4j.rootLogger=INFO, out\n"
-            "log4j.appender.out=org.apache.log4j.ConsoleAppender\n"
-            "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-            "log4j.logger.kafka.request.logger=WARN\n"
-            "log4j.logger.state.change.logger=WARN\n"
-        )
-        return [f"-Dlog4j.configuration=file:{path}"]
-
     def _java(self) -> str:
         path = shutil.which(self.java)
-        if path is None:
+        major = java_major(self.java)
+        if path is None or major is None:
             raise BrokerStartError(
                 self.name,
-                f"no `{self.java}` on PATH: Apache Kafka needs a JDK (17+); "
+                f"no `{self.java}` on PATH: Apache Kafka needs a JDK ({MIN_JAVA}+); "
                 "install one or use BROKER=tansu",
                 None,
+            )
+        if major < MIN_JAVA:
+            raise BrokerStartError(
+                self.name, f"`{path}` is Java {major}; Kafka needs Java {MIN_JAVA}+", None
             )
         return path
 
@@ -242,14 +238,29 @@ class KafkaBroker:
         if (self.kraft_dir / "meta.properties").exists():
             return  # formatted before: formatting again would refuse, or lose data
         done = subprocess.run(
-            [java, "-Xmx256m", "-cp", classpath, *self._logging_options(),
-             "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", self._state.cluster_id, "-c", str(properties)],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                java,
+                "-Xmx256m",
+                "-cp",
+                classpath,
+                *logging_options(self.version, self.home),
+                "kafka.tools.StorageTool",
+                "format",
+                "--ignore-formatted",
+                "-t",
+                self._state.cluster_id,
+                "-c",
+                str(properties),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         if done.returncode != 0:
             raise BrokerStartError(
-                self.name, f"formatting {self.kraft_dir} failed:\n{done.stdout}{done.stderr}",
+                self.name,
+                f"formatting {self.kraft_dir} failed:\n{done.stdout}{done.stderr}",
                 None,
             )
 
@@ -276,6 +287,26 @@ class KafkaBroker:
                 time.sleep(0.1)
         raise TimeoutError(f"nothing listens on {self.bootstrap_servers}")
 
+    async def _wait_for_group_coordinator(self, deadline: float) -> None:
+        # The first FindCoordinator after a format creates __consumer_offsets, and
+        # after a restart its partitions load: either way clients meanwhile log
+        # "GroupCoordinatorNotAvailable" as an ERROR. Ready means groups work too.
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            while True:
+                try:
+                    await admin.find_coordinator("zapstream-broker-ready")
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the group coordinator did not come up") from None
+                    await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+
     def start(self, timeout: float = 60.0) -> str:
         """Start (formatting the log dir on first use); returns the bootstrap address.
 
@@ -300,8 +331,15 @@ class KafkaBroker:
         self._format_storage(java, classpath, properties)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the broker
         self._proc = subprocess.Popen(
-            [java, *JVM_OPTIONS, *self._logging_options(), "-cp", classpath,
-             "kafka.Kafka", str(properties)],
+            [
+                java,
+                *JVM_OPTIONS,
+                *logging_options(self.version, self.home),
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(properties),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -311,11 +349,14 @@ class KafkaBroker:
         try:
             self._wait_for_listener(deadline)
             wait_for_metadata(self.bootstrap_servers, deadline, self._proc)
+            asyncio.run(self._wait_for_group_coordinator(deadline))
         except (RuntimeError, TimeoutError) as exc:
             self.stop()
             raise BrokerStartError(self.name, str(exc), self.log_path) from exc
-        log.info("kafka broker ready", extra={"bootstrap": self.bootstrap_servers,
-                                              "pid": self.pid, "version": self.version})
+        log.info(
+            "kafka broker ready",
+            extra={"bootstrap": self.bootstrap_servers, "pid": self.pid, "version": self.version},
+        )
         return self.bootstrap_servers
 
     def stop(self, timeout: float = 20.0) -> None:

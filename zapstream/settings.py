@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     """Use this cluster. Unset: `zapstream up` starts an embedded broker (see `broker`)."""
     broker: Literal["tansu", "kafka"] = "tansu"
     """Which embedded broker `zapstream up` starts when KAFKA_BOOTSTRAP_SERVERS is unset."""
-    kafka_version: str = "3.9.1"
+    kafka_version: str = "4.3.1"
     data_dir: Path = Path(".zapstream")
     """Broker logs, the embedded Apache Kafka's log dir, the DuckDB file by default."""
     topic_prefix: str = "zapstream"

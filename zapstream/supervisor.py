@@ -64,8 +64,11 @@ class Supervisor:
             color = COLORS[hash(name) % len(COLORS)]
             prefix = f"\x1b[{color}m{prefix}\x1b[0m"
         with self._lock:
-            self.out.write(f"{prefix} {line}\n")
-            self.out.flush()
+            try:
+                self.out.write(f"{prefix} {line}\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass  # whoever read our output is gone; keep supervising (and stopping)
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
@@ -130,7 +133,7 @@ class Supervisor:
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
-            f"http://127.0.0.1:{s.sink_web_port}/query?sql=SELECT%201", what="the sink"
+            f"http://127.0.0.1:{s.sink_web_port}/ready", what="the sink (partitions assigned)"
         )
         if not s.graph_api_base_url:
             self._wait_healthy(f"{s.graph_base_url}/_sandbox/stats", what="the sandbox")

@@ -92,7 +92,7 @@ def test_whatsapp_variables_are_passed_through_from_the_host(
 ) -> None:
     for name, service in zapstream_services(services).items():
         env = service["environment"]
-        assert WHATSAPP_VARIABLES <= set(env), name
+        assert set(env) >= WHATSAPP_VARIABLES, name
         # No value: Compose takes the host's, or leaves it unset (never an empty secret).
         assert all(env[v] is None for v in WHATSAPP_VARIABLES), name
 
@@ -122,5 +122,7 @@ def test_the_api_listens_on_all_interfaces_at_port_8000(
 def test_the_image_installs_cpu_torch_before_the_project() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
 
-    torch = dockerfile.index('pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu')
+    torch = dockerfile.index(
+        'pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu'
+    )
     assert torch < dockerfile.index("RUN pip install .")
