@@ -25,10 +25,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.webhook_bench import pct, post  # noqa: E402
-from ingest.samples import dumps, new_wamid, text_webhook  # noqa: E402
-from ingest.signature import sign  # noqa: E402
-from tests.support.stack import APP_SECRET, Sandbox, Stack  # noqa: E402
+from bench.webhook_bench import pct, post
+from ingest.samples import dumps, new_wamid, text_webhook
+from ingest.signature import sign
+from tests.support.stack import APP_SECRET, Sandbox, Stack
 
 
 async def drive(url: str, rate: float, duration: float, users: int) -> dict[str, float]:
@@ -42,9 +42,10 @@ async def drive(url: str, rate: float, duration: float, users: int) -> dict[str,
         bodies.append((wamid, body, sign(body, APP_SECRET)))
     errors = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
         async def one(i: int) -> None:
             nonlocal errors
-            wamid, body, sig = bodies[i]
+            _, body, sig = bodies[i]
             if await post(session, url, body, sig) != 200:
                 errors += 1
 
@@ -70,7 +71,9 @@ def collect(sandbox: Sandbox, scheduled: dict[str, float], timeout: float) -> li
         for m in sandbox.messages():
             mid = m["body"].get("context", {}).get("message_id")
             if mid in scheduled and mid not in latencies:
-                latencies[mid] = datetime.fromisoformat(m["received_at"]).timestamp() - scheduled[mid]
+                latencies[mid] = (
+                    datetime.fromisoformat(m["received_at"]).timestamp() - scheduled[mid]
+                )
         time.sleep(0.5)
     return list(latencies.values())
 
@@ -78,8 +81,13 @@ def collect(sandbox: Sandbox, scheduled: dict[str, float], timeout: float) -> li
 def run(kind: str, rates: list[float], duration: float, quiet_ms: int, users: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(
-            Path(tmp), broker=kind, ENGINE="echo", DEBOUNCE_QUIET_MS=str(quiet_ms),
-            SEND_RATE_PER_S="100000", SEND_BURST="100000", LOG_LEVEL="WARNING",
+            Path(tmp),
+            broker=kind,
+            ENGINE="echo",
+            DEBOUNCE_QUIET_MS=str(quiet_ms),
+            SEND_RATE_PER_S="100000",
+            SEND_BURST="100000",
+            LOG_LEVEL="WARNING",
         ).start()
         sandbox = Sandbox(stack)
         sandbox.configure(status_webhooks=False)
@@ -88,16 +96,23 @@ def run(kind: str, rates: list[float], duration: float, quiet_ms: int, users: in
             for rate in rates:
                 httpx.delete(f"{sandbox.url}/_sandbox/messages", timeout=10)
                 scheduled = asyncio.run(drive(f"{stack.url}/webhook", rate, duration, users))
-                lat = [x * 1000 - quiet_ms for x in collect(sandbox, scheduled, timeout=60 + duration)]
+                lat = [
+                    x * 1000 - quiet_ms for x in collect(sandbox, scheduled, timeout=60 + duration)
+                ]
                 got = len(lat)
-                print(f"  {rate:6.0f}/s: replies {got}/{len(scheduled)}  beyond debounce: "
-                      f"p50={pct(lat, 50):.0f}ms p95={pct(lat, 95):.0f}ms p99={pct(lat, 99):.0f}ms", flush=True)
+                print(
+                    f"  {rate:6.0f}/s: replies {got}/{len(scheduled)}  beyond debounce: "
+                    f"p50={pct(lat, 50):.0f}ms p95={pct(lat, 95):.0f}ms p99={pct(lat, 99):.0f}ms",
+                    flush=True,
+                )
         finally:
             stack.stop()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--brokers", default="tansu")
     ap.add_argument("--rates", default="100,250,500")
     ap.add_argument("--duration", type=float, default=10.0)

@@ -22,25 +22,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaProducer
 
-from schemas.codec import encode  # noqa: E402
-from schemas.events import MessageReceived  # noqa: E402
-from schemas.topics import Topics, all_topic_specs  # noqa: E402
-from sinks.duckdb_sink import DuckDBSink  # noqa: E402
-from sinks.rows import MESSAGES, message_row, to_arrow  # noqa: E402
-from zapstream.broker import free_port, make_broker  # noqa: E402
-from zapstream.kafka_admin import ensure_topics_sync  # noqa: E402
-from zapstream.settings import Settings  # noqa: E402
+from schemas.codec import encode
+from schemas.events import MessageReceived
+from schemas.topics import Topics, all_topic_specs
+from sinks.duckdb_sink import DuckDBSink
+from sinks.rows import MESSAGES, message_row, to_arrow
+from zapstream.broker import free_port, make_broker
+from zapstream.kafka_admin import ensure_topics_sync
+from zapstream.settings import Settings
 
 
 def events(n: int) -> list[MessageReceived]:
     now = datetime.now(UTC)
     return [
         MessageReceived(
-            message_id=f"wamid.BENCH{i:09d}", user_id=f"55119{i % 10000:08d}", wa_id=f"55119{i % 10000:08d}",
-            phone_number_id="100000000000001", type="text", sent_at=now, received_at=now,
-            text=f"benchmark message number {i}", raw={"id": f"wamid.BENCH{i:09d}", "type": "text", "text": {"body": f"benchmark message number {i}"}},
+            message_id=f"wamid.BENCH{i:09d}",
+            user_id=f"55119{i % 10000:08d}",
+            wa_id=f"55119{i % 10000:08d}",
+            phone_number_id="100000000000001",
+            type="text",
+            sent_at=now,
+            received_at=now,
+            text=f"benchmark message number {i}",
+            raw={
+                "id": f"wamid.BENCH{i:09d}",
+                "type": "text",
+                "text": {"body": f"benchmark message number {i}"},
+            },
         )
         for i in range(n)
     ]
@@ -61,8 +71,11 @@ def bench_load(rows: int, batch: int) -> None:
         elapsed = time.perf_counter() - t0
         n = sink.query("SELECT count(*) FROM messages").rows[0][0]
         sink.close()
-    print(f"  load: {n} rows in {elapsed:.2f}s = {n / elapsed:,.0f} rows/s "
-          f"(rows→Arrow {build:.2f}s, DuckDB {elapsed - build:.2f}s; batch {batch})", flush=True)
+    print(
+        f"  load: {n} rows in {elapsed:.2f}s = {n / elapsed:,.0f} rows/s "
+        f"(rows→Arrow {build:.2f}s, DuckDB {elapsed - build:.2f}s; batch {batch})",
+        flush=True,
+    )
 
 
 async def produce(bootstrap: str, topic: str, evs: list[MessageReceived]) -> None:
@@ -84,9 +97,20 @@ def bench_kafka(kind: str, rows: int) -> None:
             ensure_topics_sync(bootstrap, all_topic_specs(settings))
             asyncio.run(produce(bootstrap, Topics.from_settings(settings).inbound, events(rows)))
             port = free_port()
-            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATA_DIR=tmp, SINK_WEB_PORT=str(port), LOG_LEVEL="WARNING")
+            env = dict(
+                os.environ,
+                KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                DATA_DIR=tmp,
+                SINK_WEB_PORT=str(port),
+                LOG_LEVEL="WARNING",
+            )
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "zapstream.cli", "sink"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "zapstream.cli", "sink"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 import httpx
 
@@ -94,25 +118,36 @@ def bench_kafka(kind: str, rows: int) -> None:
                 while n < rows and time.perf_counter() - t0 < 300:
                     time.sleep(0.2)
                     try:
-                        r = httpx.get(f"http://127.0.0.1:{port}/query", params={"sql": "SELECT count(*) FROM messages"}, timeout=5)
+                        r = httpx.get(
+                            f"http://127.0.0.1:{port}/query",
+                            params={"sql": "SELECT count(*) FROM messages"},
+                            timeout=5,
+                        )
                         n = r.json()["rows"][0][0]
-                    except Exception:
-                        continue
+                    except (httpx.HTTPError, KeyError, ValueError):
+                        continue  # the sink is still starting
                 elapsed = time.perf_counter() - t0
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
-            print(f"  {kind}: {n} rows from Kafka to DuckDB in {elapsed:.2f}s = {n / elapsed:,.0f} rows/s "
-                  "(includes the sink's start-up and group join)", flush=True)
+            print(
+                f"  {kind}: {n} rows from Kafka to DuckDB in {elapsed:.2f}s = {n / elapsed:,.0f} rows/s "
+                "(includes the sink's start-up and group join)",
+                flush=True,
+            )
         finally:
             broker.stop()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=5000)
-    ap.add_argument("--brokers", default="tansu", help="comma list for the Kafka path; empty to skip")
+    ap.add_argument(
+        "--brokers", default="tansu", help="comma list for the Kafka path; empty to skip"
+    )
     args = ap.parse_args()
     print("DuckDB sink", flush=True)
     bench_load(args.rows, args.batch)

@@ -114,18 +114,27 @@ class Sender:
                     outcome = await self.client.send(msg)
             except GraphError as err:
                 self._penalize(msg, err)
-                delay = self.policy.next_delay(err, attempts=attempts, elapsed=self.clock() - started, rng=self.rng)
+                delay = self.policy.next_delay(
+                    err, attempts=attempts, elapsed=self.clock() - started, rng=self.rng
+                )
                 if delay is None:
                     return self._dead(msg, attempts, str(err), err, retryable=err.retryable)
                 await asyncio.sleep(delay)
                 continue
             self.pacer.record_success(msg.to)
-            return Delivery(SendResult(
-                outbound_id=msg.outbound_id, user_id=msg.user_id, turn_id=msg.turn_id,
-                wamid=outcome.wamid, outcome="sent", attempts=attempts,
-                status_code=outcome.status_code, latency_ms=round(outcome.latency_ms, 2),
-                sent_at=self.wall(),
-            ))
+            return Delivery(
+                SendResult(
+                    outbound_id=msg.outbound_id,
+                    user_id=msg.user_id,
+                    turn_id=msg.turn_id,
+                    wamid=outcome.wamid,
+                    outcome="sent",
+                    attempts=attempts,
+                    status_code=outcome.status_code,
+                    latency_ms=round(outcome.latency_ms, 2),
+                    sent_at=self.wall(),
+                )
+            )
 
     def _penalize(self, msg: OutboundMessage, err: GraphError) -> None:
         if not isinstance(err, GraphRateLimited):
@@ -136,16 +145,37 @@ class Sender:
         elif err.retry_after:
             self._bucket(msg.phone_number_id).pause(now, err.retry_after)
 
-    def _dead(self, msg: OutboundMessage, attempts: int, reason: str, err: GraphError | None, *, retryable: bool) -> Delivery:
+    def _dead(
+        self,
+        msg: OutboundMessage,
+        attempts: int,
+        reason: str,
+        err: GraphError | None,
+        *,
+        retryable: bool,
+    ) -> Delivery:
         at = self.wall()
         code = err.code if err else None
         status = err.status_code if err else None
         tried = msg.model_copy(update={"attempt": attempts})
         return Delivery(
             SendResult(
-                outbound_id=msg.outbound_id, user_id=msg.user_id, turn_id=msg.turn_id,
-                outcome="dead_lettered", attempts=attempts, status_code=status,
-                error_code=code, error_reason=reason[:500], sent_at=at,
+                outbound_id=msg.outbound_id,
+                user_id=msg.user_id,
+                turn_id=msg.turn_id,
+                outcome="dead_lettered",
+                attempts=attempts,
+                status_code=status,
+                error_code=code,
+                error_reason=reason[:500],
+                sent_at=at,
             ),
-            DeadLetter.of(tried, reason=reason[:500], failed_at=at, retryable=retryable, error_code=code, status_code=status),
+            DeadLetter.of(
+                tried,
+                reason=reason[:500],
+                failed_at=at,
+                retryable=retryable,
+                error_code=code,
+                status_code=status,
+            ),
         )

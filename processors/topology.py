@@ -6,7 +6,7 @@ from schemas.topics import TopicSpec
 from zapstream.settings import Settings
 
 # Tables of the processing worker (changelog topics: `<app id>-<table>-changelog`).
-WORKER_TABLES: tuple[str, ...] = ("seen", "pending", "sessions", "sent")
+WORKER_TABLES: tuple[str, ...] = ("seen", "pending", "sessions", "sent", "confirmed")
 
 
 def faust_internal_topics(settings: Settings) -> list[TopicSpec]:

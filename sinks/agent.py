@@ -20,12 +20,12 @@ import faust.web
 import pyarrow as pa
 
 from schemas.codec import decode
-from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
-from schemas.topics import Topics
-from sinks.duckdb_sink import DuckDBSink
 from schemas.conversation import TurnDecided
+from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
 from schemas.outbound import DeadLetter, OutboundMessage, SendResult
+from schemas.topics import Topics
 from sinks.chain_rows import dead_letter_row, outbound_row, send_result_row, session_row, turn_row
+from sinks.duckdb_sink import DuckDBSink
 from sinks.rows import message_row, rows_by_table, status_row, to_arrow, unrecognized_row
 from sinks.tables import TABLES
 from zapstream.errors import InvalidPayload
@@ -52,7 +52,9 @@ def row_makers(topics: Topics) -> dict[str, RowMaker]:
     return {
         topics.inbound: _maker(MessageReceived, ("messages", message_row)),
         topics.statuses: _maker(StatusReceived, ("statuses", status_row)),
-        topics.unrecognized: _maker(WebhookUnrecognized, ("unrecognized_webhooks", unrecognized_row)),
+        topics.unrecognized: _maker(
+            WebhookUnrecognized, ("unrecognized_webhooks", unrecognized_row)
+        ),
         topics.decisions: _maker(TurnDecided, ("turns", turn_row), ("sessions", session_row)),
         topics.outbound_high: outbound,
         topics.outbound_low: outbound,
@@ -154,7 +156,9 @@ def register_sink(app: faust.App, settings: Settings, sink: DuckDBSink) -> None:
         async def get(self, request: Any) -> Any:
             assigned = app.consumer.assignment() if app.consumer else set()
             ready = bool(assigned) and not app.rebalancing
-            return self.json({"ready": ready, "partitions": len(assigned)}, status=200 if ready else 503)
+            return self.json(
+                {"ready": ready, "partitions": len(assigned)}, status=200 if ready else 503
+            )
 
     @app.page("/query")
     class QueryView(faust.web.View):  # type: ignore[misc]

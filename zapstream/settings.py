@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     send_max_elapsed_s: float = Field(default=300.0, gt=0)
     send_timeout_s: float = Field(default=10.0, gt=0)
     send_concurrency: int = Field(default=256, ge=1)
+    send_confirm_wait_s: float = Field(default=10.0, ge=0)
+    """After a crash, how long a send that may or may not have reached Meta waits for
+    the status webhook that would prove it did, before it is sent again."""
     low_priority_concurrency: int = Field(default=16, ge=1)
     """Low-priority sends (re-engagement, campaigns) in flight at once: a flood there
     never takes the HTTP connections or rate tokens that replies need."""

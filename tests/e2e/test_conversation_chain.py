@@ -25,9 +25,13 @@ def new_user() -> str:
 @pytest.fixture(scope="module")
 def echo_stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
-        tmp_path_factory.mktemp(f"chain-{broker_kind}"), broker=broker_kind,
-        ENGINE="tests.support.slow_engine:create_engine", DEBOUNCE_QUIET_MS="0",
-        SEND_BACKOFF_BASE_S="0.05", SEND_BACKOFF_CAP_S="0.5", PAIR_RATE_BACKOFF_S="1",
+        tmp_path_factory.mktemp(f"chain-{broker_kind}"),
+        broker=broker_kind,
+        ENGINE="tests.support.slow_engine:create_engine",
+        DEBOUNCE_QUIET_MS="0",
+        SEND_BACKOFF_BASE_S="0.05",
+        SEND_BACKOFF_CAP_S="0.5",
+        PAIR_RATE_BACKOFF_S="1",
     ).start()
     yield s
     assert s.stop() == 0, s.output()
@@ -41,7 +45,9 @@ def sandbox(echo_stack: Stack) -> Iterator[Sandbox]:
     sb.configure(fail_500_rate=0, throttle_rate=0, pair_rate_rate=0, permanent_fail_recipients=[])
 
 
-def test_a_text_gets_one_reply_of_the_right_shape_and_lands_in_duckdb(echo_stack: Stack, sandbox: Sandbox) -> None:
+def test_a_text_gets_one_reply_of_the_right_shape_and_lands_in_duckdb(
+    echo_stack: Stack, sandbox: Sandbox
+) -> None:
     user, wamid = new_user(), new_wamid()
     assert echo_stack.post_text("olá", wa_id=user, message_id=wamid).status_code == 200
     replies = sandbox.wait_for(user, 1)
@@ -51,7 +57,8 @@ def test_a_text_gets_one_reply_of_the_right_shape_and_lands_in_duckdb(echo_stack
     assert body["text"]["body"] == "echo: olá"
     assert body["context"] == {"message_id": wamid}
     rows = echo_stack.wait_for_rows(
-        f"SELECT state FROM message_delivery WHERE user_id = '{user}' AND kind = 'text' AND state = 'read'", 1
+        f"SELECT state FROM message_delivery WHERE user_id = '{user}' AND kind = 'text' AND state = 'read'",
+        1,
     )
     assert rows == [("read",)]
     time.sleep(0.5)
@@ -84,7 +91,9 @@ def test_many_users_replies_leave_in_turn_order_and_a_slow_user_delays_only_itse
     assert time.monotonic() - started > 5.0  # the slow user really was slow (6 × 1 s)
 
 
-def test_500s_and_throttling_still_deliver_every_reply_exactly_once(echo_stack: Stack, sandbox: Sandbox) -> None:
+def test_500s_and_throttling_still_deliver_every_reply_exactly_once(
+    echo_stack: Stack, sandbox: Sandbox
+) -> None:
     sandbox.configure(fail_500_rate=0.3, throttle_rate=0.1, retry_after_s=0.2, seed=7)
     users = [new_user() for _ in range(5)]
     for user in users:
@@ -99,7 +108,9 @@ def test_500s_and_throttling_still_deliver_every_reply_exactly_once(echo_stack: 
     assert sum(errors.values()) > 0, "the sandbox injected no faults"
 
 
-def test_a_permanently_failing_recipient_is_dead_lettered_without_retries(echo_stack: Stack, sandbox: Sandbox) -> None:
+def test_a_permanently_failing_recipient_is_dead_lettered_without_retries(
+    echo_stack: Stack, sandbox: Sandbox
+) -> None:
     user = new_user()
     sandbox.configure(permanent_fail_recipients=[user])
     before = sandbox.stats()["errors"].get("131026", 0)
@@ -130,7 +141,9 @@ def test_the_pair_rate_error_slows_only_that_recipient(echo_stack: Stack, sandbo
         sandbox.configure(pair_min_interval_s=0)
 
 
-def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(echo_stack: Stack, sandbox: Sandbox) -> None:
+def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(
+    echo_stack: Stack, sandbox: Sandbox
+) -> None:
     user, wamid = new_user(), new_wamid()
     assert echo_stack.post_text("once", wa_id=user, message_id=wamid).status_code == 200
     assert echo_stack.post_text("once", wa_id=user, message_id=wamid).status_code == 200
@@ -149,7 +162,9 @@ def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(ec
     assert sandbox.texts(user) == ["echo: once"]
 
 
-def test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice(echo_stack: Stack, sandbox: Sandbox) -> None:
+def test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice(
+    echo_stack: Stack, sandbox: Sandbox
+) -> None:
     users = [new_user() for _ in range(10)]
     per_user = 10
 

@@ -22,8 +22,11 @@ def new_user() -> str:
 @pytest.fixture(scope="module")
 def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(
-        tmp_path_factory.mktemp(f"debounce-{broker_kind}"), broker=broker_kind,
-        WORKERS="2", DEBOUNCE_QUIET_MS="700", DEBOUNCE_MAX_MS="5000",
+        tmp_path_factory.mktemp(f"debounce-{broker_kind}"),
+        broker=broker_kind,
+        WORKERS="2",
+        DEBOUNCE_QUIET_MS="700",
+        DEBOUNCE_MAX_MS="5000",
     ).start()
     yield s
     assert s.stop() == 0, s.output()
@@ -31,17 +34,29 @@ def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def turns_of(stack: Stack, user: str, count: int) -> list[list[str]]:
     rows = stack.wait_for_rows(
-        f"SELECT message_ids FROM turns WHERE user_id = '{user}' ORDER BY decided_at", count, timeout=30
+        f"SELECT message_ids FROM turns WHERE user_id = '{user}' ORDER BY decided_at",
+        count,
+        timeout=30,
     )
     return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
 
 
-def test_five_messages_within_a_second_become_one_turn_in_order_with_one_answer(stack: Stack) -> None:
+def test_five_messages_within_a_second_become_one_turn_in_order_with_one_answer(
+    stack: Stack,
+) -> None:
     sandbox = Sandbox(stack)
     user = new_user()
     ids = [new_wamid() for _ in range(5)]
     for i, wamid in enumerate(ids):
-        assert stack.post_text(["oi", "tudo bem?", "queria saber", "o horário", "de vocês"][i], wa_id=user, message_id=wamid, timestamp=int(time.time()) - 10 + i).status_code == 200
+        assert (
+            stack.post_text(
+                ["oi", "tudo bem?", "queria saber", "o horário", "de vocês"][i],
+                wa_id=user,
+                message_id=wamid,
+                timestamp=int(time.time()) - 10 + i,
+            ).status_code
+            == 200
+        )
         time.sleep(0.15)
     assert turns_of(stack, user, 1) == [ids]
     assert sandbox.wait_for(user, 1, kind="text", timeout=15)  # the FAQ answer on opening hours
@@ -54,13 +69,25 @@ def test_two_users_interleaved_never_mix(stack: Stack) -> None:
     a, b = new_user(), new_user()
     a_ids, b_ids = [new_wamid() for _ in range(3)], [new_wamid() for _ in range(3)]
     for i in range(3):
-        assert stack.post_text(f"a{i}", wa_id=a, message_id=a_ids[i], timestamp=int(time.time()) - 10 + i).status_code == 200
-        assert stack.post_text(f"b{i}", wa_id=b, message_id=b_ids[i], timestamp=int(time.time()) - 10 + i).status_code == 200
+        assert (
+            stack.post_text(
+                f"a{i}", wa_id=a, message_id=a_ids[i], timestamp=int(time.time()) - 10 + i
+            ).status_code
+            == 200
+        )
+        assert (
+            stack.post_text(
+                f"b{i}", wa_id=b, message_id=b_ids[i], timestamp=int(time.time()) - 10 + i
+            ).status_code
+            == 200
+        )
     assert turns_of(stack, a, 1) == [a_ids]
     assert turns_of(stack, b, 1) == [b_ids]
 
 
-def test_two_workers_share_the_partitions_and_every_user_gets_exactly_one_answer(stack: Stack) -> None:
+def test_two_workers_share_the_partitions_and_every_user_gets_exactly_one_answer(
+    stack: Stack,
+) -> None:
     sandbox = Sandbox(stack)
     users = [new_user() for _ in range(12)]
     for user in users:

@@ -177,7 +177,9 @@ class Sandbox:
     def stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json())
 
-    def wait_for(self, to: str, count: int, timeout: float = 30.0, kind: str = "text") -> list[dict[str, Any]]:
+    def wait_for(
+        self, to: str, count: int, timeout: float = 30.0, kind: str = "text"
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         found: list[dict[str, Any]] = []
         while time.monotonic() < deadline:

@@ -78,3 +78,18 @@ def test_the_input_state_is_not_mutated():
     state = {"a": T0.timestamp()}
     check(state, "b", T0, WEEK)
     assert state == {"a": T0.timestamp()}
+
+
+def test_the_same_kafka_record_replayed_after_a_crash_is_not_a_duplicate() -> None:
+    from datetime import UTC, datetime
+
+    from processors.dedupe import DedupeConfig, check
+
+    cfg = DedupeConfig()
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    first = check(None, "wamid.A", now, cfg, origin="3:120")
+    assert not first.duplicate
+    replay = check(first.state, "wamid.A", now, cfg, origin="3:120")
+    assert not replay.duplicate  # its work may not have finished before the crash
+    redelivery = check(replay.state, "wamid.A", now, cfg, origin="3:987")
+    assert redelivery.duplicate  # Meta sent it again: a different record
