@@ -104,6 +104,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Table recovery after a restart or rebalance is worth seeing (it can take a while).
+    logging.getLogger("faust.tables.recovery").setLevel(root.level)
 
 
 def install_masking_everywhere() -> None:

@@ -5,7 +5,10 @@ Each builds what it needs from the one Settings object it is handed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import sys
 
 import faust
 
@@ -35,7 +38,20 @@ def run_api(settings: Settings) -> None:
     )
 
 
+def _dump_tasks(signum: int, frame: object) -> None:
+    """SIGUSR1: print every asyncio task's stack (what is this worker waiting for?)."""
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_event_loop())
+    except RuntimeError:
+        return
+    print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def _run_faust(app: faust.App, settings: Settings) -> None:
+    signal.signal(signal.SIGUSR1, _dump_tasks)
     worker = faust.Worker(
         app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
