@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from processors.dedupe import DedupeConfig, check, prune
+from processors.dedupe import DedupeConfig, DedupeState, check, prune
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 WEEK = DedupeConfig()
@@ -46,7 +46,7 @@ def test_other_ids_are_pruned_on_every_touch():
 
 def test_state_is_capped_keeping_the_newest_ids():
     cfg = DedupeConfig(max_entries=3)
-    state: dict[str, float] = {}
+    state: DedupeState = {}
     for i in range(10):
         state = check(state, f"m{i}", T0 + timedelta(seconds=i), cfg).state
     assert list(state) == ["m7", "m8", "m9"]
@@ -63,7 +63,7 @@ def test_replaying_the_same_events_decides_the_same_way():
     events = [("a", 0), ("b", 1), ("a", 2), ("c", 3), ("b", 4)]
 
     def run() -> list[bool]:
-        state: dict[str, float] | None = None
+        state: DedupeState | None = None
         out = []
         for mid, s in events:
             seen = check(state, mid, T0 + timedelta(seconds=s), WEEK)
