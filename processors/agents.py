@@ -130,6 +130,7 @@ def _register_intake(
                     )
                     continue
                 origin = f"{event.message.partition}:{event.message.offset}"
+                log.debug("inbound", extra={"origin": origin, "message_id": msg.message_id})
                 seen_step = dedupe.check(seen.get(user), msg.message_id, msg.received_at, dcfg, origin)
                 seen[user] = dict(seen_step.state)
                 if seen_step.duplicate:

@@ -40,6 +40,7 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
         "web_in_thread": False,
         "worker_redirect_stdouts": False,
         "autodiscover": False,
+        "consumer_group_instance_id": settings.consumer_group_instance_id,
     }
 
 

@@ -46,7 +46,7 @@ def _dump_tasks(signum: int, frame: object) -> None:
         return
     print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
     for task in tasks:
-        task.print_stack(limit=12, file=sys.stderr)
+        task.print_stack(file=sys.stderr)
     sys.stderr.flush()
 
 

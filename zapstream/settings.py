@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 10.0
     broker_commit_interval_s: float = 1.0
+    consumer_group_instance_id: str | None = None
+    """Static group membership (Apache Kafka): a worker restarted under the same id
+    takes its partitions back without a rebalance. `zapstream up` sets one per worker
+    slot on brokers that support it."""
     producer_linger_ms: int = 0
     idempotent_producer: bool | None = None
     """None: on for Apache Kafka, off for Tansu (which has no InitProducerId)."""

@@ -23,9 +23,10 @@ from typing import IO
 import httpx
 
 from schemas.topics import all_topic_specs
-from zapstream.broker import EmbeddedBroker, make_broker, stop_process
+from zapstream.broker import EmbeddedBroker, make_broker, run_sync, stop_process
 from zapstream.errors import ZapstreamError
 from zapstream.kafka_admin import ensure_topics_sync
+from zapstream.kafka_clients import detect_idempotence
 from zapstream.settings import Settings
 
 COLORS = ["36", "33", "35", "32", "34", "31"]
@@ -84,6 +85,13 @@ class Supervisor:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def _member(self, env: dict[str, str], name: str, static: bool) -> dict[str, str]:
+        """Static group membership per child slot where the broker supports it: a
+        crashed worker restarted by us rejoins as itself, without a rebalance storm."""
+        if not static or "CONSUMER_GROUP_INSTANCE_ID" in env:
+            return env
+        return {**env, "CONSUMER_GROUP_INSTANCE_ID": f"{self.settings.app_id}-{name}"}
+
     def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
         child = Child(name, command, env)
         self._launch(child)
@@ -125,11 +133,13 @@ class Supervisor:
         if created:
             self.say("up", f"created {len(created)} topics")
         env = self.child_env(bootstrap)
+        static = run_sync(detect_idempotence(bootstrap))  # Apache Kafka, not Tansu
         if not s.graph_api_base_url:
             self.spawn("sandbox", ["sandbox"], env)
-        self.spawn("sink", ["sink"], env)
+        self.spawn("sink", ["sink"], self._member(env, "sink", static))
         for i in range(s.workers):
-            self.spawn(f"worker{i + 1}" if s.workers > 1 else "worker", ["worker"], env)
+            name = f"worker{i + 1}" if s.workers > 1 else "worker"
+            self.spawn(name, ["worker"], self._member(env, name, static))
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
