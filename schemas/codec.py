@@ -29,6 +29,16 @@ def encode(event: BaseModel) -> bytes:
 
 
 def decode(event_type: type[E], data: bytes | str | dict[str, Any]) -> E:
+    if not isinstance(data, dict):
+        # Fast path: pydantic parses and validates the JSON in one go (several times
+        # faster than json.loads + model_validate). Old versions and bad input fall
+        # through to the careful path below, which upgrades or explains.
+        try:
+            event = event_type.model_validate_json(data)
+        except (ValidationError, ValueError):
+            pass
+        else:
+            return event
     try:
         doc = data if isinstance(data, dict) else json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -7,6 +7,7 @@ Kafka (KRaft) from Maven Central. Never skipped for "no broker": we start one.
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,16 @@ import pytest
 
 from zapstream.broker import EmbeddedBroker, make_broker
 from zapstream.settings import Settings
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `timeout`/CI send SIGTERM: turn it into Ctrl-C so that pytest still runs the
+    # fixtures' teardown and stops every broker and stack it started (by pid).
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
