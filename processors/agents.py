@@ -58,8 +58,7 @@ def register_agents(app: faust.App, settings: Settings) -> None:
     topics = Topics.from_settings(settings)
     n = settings.topic_partitions
     tables = {
-        name: app.Table(name, default=None, partitions=n, key_type=str)
-        for name in WORKER_TABLES
+        name: app.Table(name, default=None, partitions=n, key_type=str) for name in WORKER_TABLES
     }
     out = {
         name: raw_topic(app, getattr(topics, name))
@@ -115,34 +114,39 @@ def _register_intake(
             if deadline is not None:
                 ticker.schedule(user, deadline.timestamp())
 
+    async def handle(event: Any) -> None:
+        user = event.key.decode() if event.key else ""
+        if event.message.topic == topics.debounce_ticks:
+            step = debounce.on_tick(load_pending(user), utcnow(), cfg)
+        else:
+            try:
+                msg = decode(MessageReceived, event.value)
+            except InvalidPayload as exc:
+                log.error("undecodable inbound event skipped (kept by the sink): %s", exc.reason)
+                return
+            origin = f"{event.message.partition}:{event.message.offset}"
+            seen_step = dedupe.check(seen.get(user), msg.message_id, msg.received_at, dcfg, origin)
+            seen[user] = dict(seen_step.state)
+            if seen_step.duplicate:
+                log.info(
+                    "duplicate message dropped",
+                    extra={"message_id": msg.message_id, "wa_id": mask_phone(user)},
+                )
+                return
+            step = debounce.on_message(load_pending(user), msg, msg.received_at, cfg)
+        if step.turn is not None:
+            await _send(out["turns"], user, step.turn)  # before the buffer is cleared
+        store(user, step)
+
     @app.agent(source, name="intake")
     async def intake(stream: Any) -> None:
-        async for event in stream.events():
+        # One lane per user (processors.lanes): a user's messages and ticks in order,
+        # other users' meanwhile, so waiting for a turn's acknowledgement does not
+        # serialize the whole partition.
+        lanes = KeyedLanes(_ack, settings.max_in_flight)
+        async for event in stream.noack().events():
             user = event.key.decode() if event.key else ""
-            if event.message.topic == topics.debounce_ticks:
-                step = debounce.on_tick(load_pending(user), utcnow(), cfg)
-            else:
-                try:
-                    msg = decode(MessageReceived, event.value)
-                except InvalidPayload as exc:
-                    log.error(
-                        "undecodable inbound event skipped (kept by the sink): %s", exc.reason
-                    )
-                    continue
-                origin = f"{event.message.partition}:{event.message.offset}"
-                log.debug("inbound", extra={"origin": origin, "message_id": msg.message_id})
-                seen_step = dedupe.check(seen.get(user), msg.message_id, msg.received_at, dcfg, origin)
-                seen[user] = dict(seen_step.state)
-                if seen_step.duplicate:
-                    log.info(
-                        "duplicate message dropped",
-                        extra={"message_id": msg.message_id, "wa_id": mask_phone(user)},
-                    )
-                    continue
-                step = debounce.on_message(load_pending(user), msg, msg.received_at, cfg)
-            if step.turn is not None:
-                await _send(out["turns"], user, step.turn)  # before the buffer is cleared
-            store(user, step)
+            await lanes.submit(user, event.message.tp, event, _bind(handle, event))
 
     @app.timer(0.05)  # type: ignore[untyped-decorator]
     async def tick() -> None:
@@ -278,9 +282,20 @@ def _register_senders(
             await asyncio.sleep(0.1)
 
     async def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> None:
-        await _send(out["send_results"], msg.user_id, SendResult(
-            outbound_id=msg.outbound_id, user_id=msg.user_id, turn_id=msg.turn_id, wamid=wamid,
-            outcome="skipped_duplicate", attempts=0, error_reason=reason, sent_at=utcnow()))
+        await _send(
+            out["send_results"],
+            msg.user_id,
+            SendResult(
+                outbound_id=msg.outbound_id,
+                user_id=msg.user_id,
+                turn_id=msg.turn_id,
+                wamid=wamid,
+                outcome="skipped_duplicate",
+                attempts=0,
+                error_reason=reason,
+                sent_at=utcnow(),
+            ),
+        )
 
     def record(msg: OutboundMessage, wamid: str | None, state: str) -> dict[str, Any]:
         rec = dict(sent.get(msg.user_id) or {})
@@ -298,17 +313,36 @@ def _register_senders(
                 sent[msg.user_id] = record(msg, wamid, "done")
                 await skipped(msg, wamid, "confirmed by a status webhook after a restart")
                 return
-            log.warning("in-doubt send not confirmed; sending again", extra={"outbound_id": msg.outbound_id})
+            log.warning(
+                "in-doubt send not confirmed; sending again", extra={"outbound_id": msg.outbound_id}
+            )
         await durable_set(sent, msg.user_id, record(msg, None, "sending"))
         delivery = await sender().deliver(msg)
         sent[msg.user_id] = record(msg, delivery.result.wamid, "done")
         await _send(out["send_results"], msg.user_id, delivery.result)
         if delivery.dead_letter is not None:
             await _send(out["dead_letters"], msg.user_id, delivery.dead_letter)
-            log.warning("dead letter", extra={"outbound_id": msg.outbound_id, "reason": delivery.dead_letter.reason})
+            log.warning(
+                "dead letter",
+                extra={"outbound_id": msg.outbound_id, "reason": delivery.dead_letter.reason},
+            )
 
-    lane_agent(app, raw_topic(app, topics.outbound_high), "send-high", OutboundMessage, handle, settings.send_concurrency)
-    lane_agent(app, raw_topic(app, topics.outbound_low), "send-low", OutboundMessage, handle, settings.send_concurrency)
+    lane_agent(
+        app,
+        raw_topic(app, topics.outbound_high),
+        "send-high",
+        OutboundMessage,
+        handle,
+        settings.send_concurrency,
+    )
+    lane_agent(
+        app,
+        raw_topic(app, topics.outbound_low),
+        "send-low",
+        OutboundMessage,
+        handle,
+        settings.send_concurrency,
+    )
 
     @app.agent(raw_topic(app, topics.statuses), name="confirm")
     async def confirm(stream: Any) -> None:
