@@ -2,7 +2,7 @@
 call a pure function, store state in tables keyed like their topic (the user) and
 route events to topics. The chain:
 
-    inbound + debounce ticks ──intake (dedupe, debounce)──▶ turns
+    inbound (messages + debounce ticks) ──intake (dedupe, debounce)──▶ turns
     turns ──converse (engine, per-user lanes)──▶ outbound.high / outbound.low,
                                                  turns.decided, handoffs, embeddings
     outbound.high / outbound.low ──send (Graph API, per-user lanes)──▶ results, dead letters
@@ -29,7 +29,7 @@ from processors.lanes import KeyedLanes
 from processors.outbound import to_outbound
 from processors.sender import Sender
 from processors.tables import durable_set
-from processors.ticker import Ticker
+from processors.ticker import Ticker, tick_time, tick_value
 from processors.topology import WORKER_TABLES
 from schemas.codec import decode, encode
 from schemas.conversation import Session, Turn
@@ -63,7 +63,7 @@ def register_agents(app: faust.App, settings: Settings) -> None:
     out = {
         name: raw_topic(app, getattr(topics, name))
         for name in (
-            "debounce_ticks",
+            "inbound",
             "turns",
             "decisions",
             "outbound_high",
@@ -97,7 +97,7 @@ def _register_intake(
     dcfg = dedupe.DedupeConfig(settings.dedupe_horizon_s, settings.dedupe_max_per_user)
     seen, pending = tables["seen"], tables["pending"]
     ticker = Ticker()
-    source = raw_topic(app, topics.inbound, topics.debounce_ticks)
+    source = raw_topic(app, topics.inbound)
 
     def load_pending(user: str) -> debounce.Pending | None:
         doc = pending.get(user)
@@ -116,8 +116,9 @@ def _register_intake(
 
     async def handle(event: Any) -> None:
         user = event.key.decode() if event.key else ""
-        if event.message.topic == topics.debounce_ticks:
-            step = debounce.on_tick(load_pending(user), utcnow(), cfg)
+        tick_at = tick_time(event.value)
+        if tick_at is not None:
+            step = debounce.on_tick(load_pending(user), tick_at, cfg)
         else:
             try:
                 msg = decode(MessageReceived, event.value)
@@ -151,7 +152,7 @@ def _register_intake(
     @app.timer(0.05)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         for user in ticker.take_due(time.time()):
-            await out["debounce_ticks"].send(key=user.encode(), value=b"{}")
+            await out["inbound"].send(key=user.encode(), value=tick_value(time.time()))
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def adopt_pending() -> None:

@@ -82,7 +82,9 @@ def check(
     if entry is not None:
         replayed = bool(origin) and _origin(entry) == origin
         return Seen(not replayed, current)
-    current[message_id] = [round(now.timestamp(), 3), origin] if origin else round(now.timestamp(), 3)
+    current[message_id] = (
+        [round(now.timestamp(), 3), origin] if origin else round(now.timestamp(), 3)
+    )
     if len(current) > cfg.max_entries:
         current = prune(current, now, cfg)
     return Seen(False, current)

@@ -9,9 +9,11 @@ exactly as Faust does and only change that one number before it starts.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import faust
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
@@ -61,6 +63,70 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         del acked[: len(run)]
         self._acked_index[tp].difference_update(run)
         return run[-1] + 1
+
+    _redeliver: dict[Any, int] | None = None
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
+        """Faust's fetch loop, with one change: a record whose delivery was cut short by a
+        flow suspension (a rebalance racing the fetch, e.g. right after a restarted worker
+        is assigned its partitions) is not skipped. Faust advanced its read offset past such
+        a record and never delivered it (replies went missing after a worker crash). Here
+        the partition is sought back to that record once the flow resumes, so it is read
+        and delivered again; handling is idempotent, so a repeat is harmless."""
+        redeliver = self._redeliver = {}
+        callback = self.callback
+        read_offset = self._read_offset
+        stopped = cast(Any, self)._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        try:
+            while not (stopped() or fetcher_stopped()):
+                if redeliver and self.flow_active:
+                    await self._seek_back(redeliver)
+                self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
+                ait = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                async for tp, message in ait:
+                    offset = message.offset
+                    r_offset = read_offset[tp]
+                    if tp in redeliver or (r_offset is not None and offset < r_offset):
+                        continue  # read again after the seek (or already read)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    delivery = asyncio.ensure_future(callback(message))
+                    await self.wait_first(delivery, self.suspend_flow.wait())
+                    if not delivery.done() or delivery.cancelled():
+                        redeliver.setdefault(tp, offset)
+                        continue
+                    read_offset[tp] = offset
+                self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+        finally:
+            self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+    async def _seek_back(self, redeliver: dict[Any, int]) -> None:
+        assigned = self.assignment()
+        for tp, offset in list(redeliver.items()):
+            del redeliver[tp]
+            if tp not in assigned:
+                continue  # revoked: its new owner starts from the committed offset
+            self.log.info("reading %s again from offset %s (delivery was interrupted)", tp, offset)
+            try:
+                await self.seek(tp, offset)
+            except Exception as exc:  # a rebalance in between: the assignment seeks anyway
+                self.log.warning("could not seek %s back to %s: %r", tp, offset, exc)
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -1,18 +1,24 @@
 """Debounce deadlines → tick events, so that turns close inside the stream loop.
 
 Faust tables may only change while an event of their partition is being handled,
-so a timer cannot close a pending turn itself. Instead it produces a tick (keyed by
-the user, on a topic co-partitioned with the inbound one) when a user's deadline
-passes; the intake agent handles the tick like a message, in order, and closes the
-turn there. Duplicate or early ticks are harmless (`debounce.on_tick` is a no-op
+so a timer cannot close a pending turn itself. Instead it produces a tick — keyed by
+the user, on the *inbound topic itself* — when a user's deadline passes; the intake
+agent handles the tick like a message and closes the turn there. Because the tick
+sits in the same partition, behind every message of that user already published, a
+worker that lags behind never closes a turn while the rest of the burst is still
+waiting in the topic; and the tick carries the time it was made, so a replay decides
+the same way. Duplicate or early ticks are harmless (`debounce.on_tick` is a no-op
 then). The schedule lives in memory and is rebuilt from the pending table after a
 restart or a rebalance (`adopt`), so no buffered turn is forgotten.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+TICK_PREFIX = b'{"zapstream_tick":'
 RETICK_S = 2.0  # a tick that got lost (or raced a rebalance) is sent again after this
 
 
@@ -37,3 +43,15 @@ class Ticker:
         for user in ready:
             self.due[user] = now + RETICK_S
         return ready
+
+
+def tick_value(at: float) -> bytes:
+    """The value of a tick made at epoch second `at` (not a MessageReceived)."""
+    return TICK_PREFIX + json.dumps(round(at, 3)).encode() + b"}"
+
+
+def tick_time(value: bytes | None) -> datetime | None:
+    """When the tick was made, or None when `value` is not a tick."""
+    if not value or not value.startswith(TICK_PREFIX):
+        return None
+    return datetime.fromtimestamp(float(json.loads(value)["zapstream_tick"]), UTC)

@@ -19,7 +19,6 @@ class Topics:
     inbound: str
     statuses: str
     unrecognized: str
-    debounce_ticks: str
     turns: str
     decisions: str
     outbound_high: str
@@ -36,7 +35,6 @@ class Topics:
             inbound=f"{p}.messages.inbound.v1",
             statuses=f"{p}.statuses.v1",
             unrecognized=f"{p}.webhooks.unrecognized.v1",
-            debounce_ticks=f"{p}.debounce.ticks.v1",
             turns=f"{p}.turns.v1",
             decisions=f"{p}.turns.decided.v1",
             outbound_high=f"{p}.outbound.high.v1",
@@ -55,9 +53,16 @@ class Topics:
         # Every user-keyed topic has the same partition count, so a user's messages,
         # ticks, turns and sends sit on the same partition number everywhere.
         keyed = [
-            self.inbound, self.statuses, self.debounce_ticks, self.turns, self.decisions,
-            self.outbound_high, self.outbound_low, self.send_results, self.dead_letters,
-            self.handoffs, self.embeddings,
+            self.inbound,
+            self.statuses,
+            self.turns,
+            self.decisions,
+            self.outbound_high,
+            self.outbound_low,
+            self.send_results,
+            self.dead_letters,
+            self.handoffs,
+            self.embeddings,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 

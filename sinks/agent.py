@@ -19,6 +19,7 @@ import faust
 import faust.web
 import pyarrow as pa
 
+from processors.ticker import tick_time
 from schemas.codec import decode
 from schemas.conversation import TurnDecided
 from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
@@ -68,6 +69,8 @@ def build_batch(items: list[Tagged], makers: dict[str, RowMaker]) -> dict[str, p
     with its reason (never dropped, never blocking the rest)."""
     pairs: list[tuple[str, dict[str, Any]]] = []
     for topic, partition, offset, value in items:
+        if tick_time(value) is not None:
+            continue  # a debounce tick shares the inbound topic; it is not a message
         try:
             pairs.extend(makers[topic](value))
         except (InvalidPayload, KeyError) as exc:
