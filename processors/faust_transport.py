@@ -27,6 +27,19 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[mi
         return consumer
 
 
+MAX_REREADS = 3
+
+
+def _next_offset(read_offset: int | None, expected: int | None) -> int | None:
+    """The offset to deliver next. Faust's read offset is the last delivered offset,
+    except right after a seek, when it is the offset sought to (the next to read)."""
+    if read_offset is None:
+        return None
+    if expected is not None and read_offset == expected - 1:
+        return expected
+    return read_offset
+
+
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     """Commits only offsets whose every predecessor was handled.
 
@@ -67,18 +80,25 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     _redeliver: dict[Any, int] | None = None
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
-        """Faust's fetch loop, with one change: a record whose delivery was cut short by a
-        flow suspension (a rebalance racing the fetch, e.g. right after a restarted worker
-        is assigned its partitions) is not skipped. Faust advanced its read offset past such
-        a record and never delivered it (replies went missing after a worker crash). Here
-        the partition is sought back to that record once the flow resumes, so it is read
-        and delivered again; handling is idempotent, so a repeat is harmless."""
+        """Faust's fetch loop, changed so that no record is skipped:
+
+        - a record whose delivery was cut short by a flow suspension (a rebalance racing
+          the fetch, e.g. right after a restarted worker is assigned its partitions) is
+          read again: Faust advanced past it and never delivered it;
+        - a jump in offsets (records prefetched before a seek arriving after it) is not
+          taken for a "gap" that counts as done: the partition is sought back to the
+          first offset not yet delivered. A jump that persists after a few re-reads is a
+          real gap (compaction, transaction markers) and is accepted as Faust would.
+        Replies went missing after a worker crash without this; handling is idempotent,
+        so a record read twice is harmless.
+        """
         redeliver = self._redeliver = {}
+        expected: dict[Any, int] = {}  # tp -> next offset to deliver
+        rereads: dict[tuple[Any, int], int] = {}
         callback = self.callback
         read_offset = self._read_offset
         stopped = cast(Any, self)._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        acks_enabled_for = self.app.topics.acks_enabled_for
         try:
             while not (stopped() or fetcher_stopped()):
                 if redeliver and self.flow_active:
@@ -90,11 +110,19 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     continue
                 async for tp, message in ait:
                     offset = message.offset
-                    r_offset = read_offset[tp]
-                    if tp in redeliver or (r_offset is not None and offset < r_offset):
-                        continue  # read again after the seek (or already read)
-                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
+                    nxt = _next_offset(read_offset[tp], expected.get(tp))
+                    if tp in redeliver or (nxt is not None and offset < nxt):
+                        continue  # read again after the seek (or already delivered)
+                    if nxt is not None and offset > nxt:
+                        tries = rereads.get((tp, nxt), 0)
+                        if tries < MAX_REREADS:
+                            rereads[(tp, nxt)] = tries + 1
+                            redeliver.setdefault(tp, nxt)
+                            continue
+                        self.log.warning(
+                            "offsets %s..%s of %s do not exist; skipping them", nxt, offset - 1, tp
+                        )
+                        await faust_aiokafka.Consumer._add_gap(self, tp, nxt, offset - 1)
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
@@ -104,6 +132,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         redeliver.setdefault(tp, offset)
                         continue
                     read_offset[tp] = offset
+                    expected[tp] = offset + 1
                 self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
