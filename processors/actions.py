@@ -152,12 +152,6 @@ def action_from_dict(doc: Any) -> Action:
         raise InvalidAction(str(kind), f"does not decode: {exc.error_count()} error(s)") from exc
 
 
-def outbound_id(turn_id: str, index: int) -> str:
-    """The idempotency key of a turn's n-th action: a re-decided turn makes the same ids,
-    so the sender can drop the repeat."""
-    return f"{turn_id}:{index}"
-
-
 def _check(action: str, ok: bool, reason: str) -> None:
     if not ok:
         raise InvalidAction(action, reason)

@@ -19,10 +19,10 @@ from processors.actions import (
     SendText,
     action_from_dict,
     action_to_dict,
-    outbound_id,
     outbound_payload,
     validate_action,
 )
+from schemas.outbound import outbound_id_for
 from zapstream.errors import InvalidPayload, PermanentError
 
 
@@ -175,4 +175,4 @@ def test_a_dict_that_is_no_action_is_refused_with_a_typed_error():
 
 
 def test_outbound_ids_are_stable_per_turn_and_position():
-    assert outbound_id("turn-abc", 1) == outbound_id("turn-abc", 1) != outbound_id("turn-abc", 2)
+    assert outbound_id_for("turn-abc", 1) == outbound_id_for("turn-abc", 1) != outbound_id_for("turn-abc", 2)
