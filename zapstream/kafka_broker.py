@@ -31,7 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from zapstream.broker import BrokerStartError, free_port, stop_process, wait_for_metadata
+from zapstream.broker import (
+    BrokerStartError,
+    free_port,
+    stop_broker_process,
+    wait_for_metadata,
+)
 from zapstream.kafka_jars import kafka_major, logging_options, resolve_kafka_libs
 from zapstream.settings import Settings
 
@@ -361,9 +366,4 @@ class KafkaBroker:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM for a controlled shutdown (logs flushed, no recovery next start)."""
-        if self._proc is not None:
-            stop_process(self._proc, timeout)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        stop_broker_process(self, timeout)

@@ -13,13 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ingest.samples import new_wamid
-from tests.support.stack import Sandbox, Stack
+from tests.support.stack import Sandbox, Stack, new_user
 
 pytestmark = pytest.mark.e2e
-
-
-def new_user() -> str:
-    return f"55{random.randint(10**10, 10**11 - 1)}"
 
 
 @pytest.fixture(scope="module")

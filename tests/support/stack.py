@@ -7,6 +7,7 @@ sends SIGTERM to the supervisor's pid and waits: the supervisor stops its childr
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -23,6 +24,11 @@ from ingest.signature import sign
 from zapstream.broker import free_port
 
 APP_SECRET = "e2e-app-secret"
+
+
+def new_user() -> str:
+    """A random Brazilian-looking wa_id, so that tests never share a user."""
+    return f"55{random.randint(10**10, 10**11 - 1)}"
 
 
 class Stack:
