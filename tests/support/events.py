@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from processors.debounce import Pending, close
+from schemas.conversation import Turn
 from schemas.events import MessageReceived, StatusReceived
 
 
@@ -34,3 +36,19 @@ def status(i: int = 0, status: str = "delivered", user: str = "5511987654321") -
         received_at=now,
         raw={"status": status},
     )
+
+
+def single_turn(text: str, *, user: str, at: datetime) -> Turn:
+    """A turn holding one text message from `user`, closed at `at`."""
+    msg = MessageReceived(
+        message_id="m1",
+        user_id=user,
+        wa_id=user,
+        phone_number_id="100",
+        type="text",
+        sent_at=at,
+        received_at=at,
+        text=text,
+        raw={"id": "m1"},
+    )
+    return close(Pending(user_id=user, messages=(msg,), first_at=at, last_at=at), at, "quiet")

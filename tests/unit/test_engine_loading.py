@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from processors.actions import SendTemplate, SendText
-from processors.debounce import Pending, close
 from processors.echo_engine import EchoEngine
 from processors.engine import GuardedEngine, load_engine
 from processors.http_engine import HttpEngine
 from processors.playbook import PlaybookEngine
 from schemas.conversation import Session, Turn
-from schemas.events import MessageReceived
+from tests.support.events import single_turn
 from zapstream.errors import ConfigurationError
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
@@ -27,18 +26,7 @@ SETTINGS_LIKE = {
 
 
 def turn(text: str = "oi") -> Turn:
-    m = MessageReceived(
-        message_id="m1",
-        user_id=USER,
-        wa_id=USER,
-        phone_number_id="100",
-        type="text",
-        sent_at=T0,
-        received_at=T0,
-        text=text,
-        raw={},
-    )
-    return close(Pending(user_id=USER, messages=(m,), first_at=T0, last_at=T0), T0, "quiet")
+    return single_turn(text, user=USER, at=T0)
 
 
 @pytest.mark.parametrize(

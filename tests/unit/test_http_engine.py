@@ -10,11 +10,10 @@ import httpx
 import pytest
 
 from processors.actions import MarkRead, SendButtons, SendText
-from processors.debounce import Pending, close
 from processors.engine import observe_turn
 from processors.http_engine import FALLBACK_INTENT, FALLBACK_TEXT, HttpEngine
 from schemas.conversation import Session, Turn
-from schemas.events import MessageReceived
+from tests.support.events import single_turn
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 USER = "5511900000001"
@@ -22,18 +21,7 @@ URL = "http://decider.test/decide"
 
 
 def turn(text: str = "oi") -> Turn:
-    m = MessageReceived(
-        message_id="m1",
-        user_id=USER,
-        wa_id=USER,
-        phone_number_id="100",
-        type="text",
-        sent_at=T0,
-        received_at=T0,
-        text=text,
-        raw={"id": "m1"},
-    )
-    return close(Pending(user_id=USER, messages=(m,), first_at=T0, last_at=T0), T0, "quiet")
+    return single_turn(text, user=USER, at=T0)
 
 
 def engine(handler) -> HttpEngine:
