@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from processors import debounce, dedupe
 from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
+from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
 from processors.lanes import KeyedLanes
 from processors.outbound import to_outbound
@@ -146,6 +147,7 @@ def _register_intake(
         # serialize the whole partition.
         lanes = KeyedLanes(_ack, settings.max_in_flight)
         async for event in stream.noack().events():
+            mark_received(event)
             user = event.key.decode() if event.key else ""
             await lanes.submit(user, event.message.tp, event, _bind(handle, event))
 
@@ -226,6 +228,7 @@ def lane_agent(
     async def agent(stream: Any) -> None:
         lanes = KeyedLanes(_ack, max_in_flight)
         async for event in stream.noack().events():
+            mark_received(event)
             try:
                 decoded = decode(event_type, event.value)
             except InvalidPayload as exc:
@@ -349,6 +352,7 @@ def _register_senders(
     async def confirm(stream: Any) -> None:
         """Remember which outbound ids Meta reported (statuses echo our outbound id)."""
         async for event in stream.events():
+            mark_received(event)
             try:
                 status = decode(StatusReceived, event.value)
             except InvalidPayload:

@@ -10,11 +10,15 @@ exactly as Faust does and only change that one number before it starts.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from typing import Any, cast
+from weakref import WeakSet
 
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
@@ -30,14 +34,44 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[mi
 MAX_REREADS = 3
 
 
-def _next_offset(read_offset: int | None, expected: int | None) -> int | None:
-    """The offset to deliver next. Faust's read offset is the last delivered offset,
-    except right after a seek, when it is the offset sought to (the next to read)."""
-    if read_offset is None:
-        return None
-    if expected is not None and read_offset == expected - 1:
-        return expected
-    return read_offset
+class ReadOffsets(defaultdict[Any, int | None]):
+    """Faust's `_read_offset` map, which knows the next offset to deliver.
+
+    Faust writes a partition's *last delivered* offset here after each delivery, but
+    the offset *sought to* (the next one to read) after a seek: the same number means
+    two different things. Telling them apart by value alone once skipped a record:
+    after a rebalance sought a partition back to its last delivered, never-acked
+    offset, that record looked delivered and its reply waited for the next rebalance.
+    So every write from Faust (a seek) sets `next` to the offset written, and our fetch
+    loop records deliveries through `delivered()`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.next: dict[Any, int] = {}  # tp -> next offset to deliver, where known
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:  # a seek
+        super().__setitem__(tp, offset)
+        if offset is None:
+            self.next.pop(tp, None)  # sought to the start, or nothing committed yet
+        else:
+            self.next[tp] = offset
+
+    def __delitem__(self, tp: Any) -> None:
+        super().__delitem__(tp)
+        self.next.pop(tp, None)
+
+    def pop(self, tp: Any, *default: Any) -> Any:
+        self.next.pop(tp, None)
+        return super().pop(tp, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for tp, offset in dict(*args, **kwargs).items():
+            self[tp] = offset
+
+    def delivered(self, tp: Any, offset: int) -> None:
+        super().__setitem__(tp, offset)
+        self.next[tp] = offset + 1
 
 
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
@@ -79,6 +113,39 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     _redeliver: dict[Any, int] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset = ReadOffsets()
+        self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
+
+    def ack(self, message: Any) -> bool:
+        """Faust's stream *skips* an event it fetched before a rebalance (flow
+        suspended, or an older consumer generation) and then acks it, so that shutdown
+        does not wait for it. Counted as done, that offset was committed and its
+        message lost (measured: a reply missing after a worker SIGKILL). An event no
+        agent received is therefore released but not counted as done: the partition is
+        sought back to its committed offset at the assignment, and it comes again."""
+        if message not in self.received and self._skipped_by_stream(message):
+            with ack_lock:
+                message.acked = True
+                self._unacked_messages.discard(message)
+                notify(self._waiting_for_ack)
+            self.log.info(
+                "offset %s of %s skipped during a rebalance; it will be read again",
+                message.offset,
+                message.tp,
+            )
+            return False
+        self.received.discard(message)
+        return bool(super().ack(message))
+
+    def _skipped_by_stream(self, message: Any) -> bool:
+        app = self.app
+        # the same test as faust.Stream's, made at the same moment (it acks at once)
+        return bool(
+            not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id
+        )
+
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         """Faust's fetch loop, changed so that no record is skipped:
 
@@ -93,10 +160,10 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         so a record read twice is harmless.
         """
         redeliver = self._redeliver = {}
-        expected: dict[Any, int] = {}  # tp -> next offset to deliver
         rereads: dict[tuple[Any, int], int] = {}
         callback = self.callback
         read_offset = self._read_offset
+        assert isinstance(read_offset, ReadOffsets)
         stopped = cast(Any, self)._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
         try:
@@ -110,7 +177,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     continue
                 async for tp, message in ait:
                     offset = message.offset
-                    nxt = _next_offset(read_offset[tp], expected.get(tp))
+                    nxt = read_offset.next.get(tp)
                     if tp in redeliver or (nxt is not None and offset < nxt):
                         continue  # read again after the seek (or already delivered)
                     if nxt is not None and offset > nxt:
@@ -131,8 +198,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if not delivery.done() or delivery.cancelled():
                         redeliver.setdefault(tp, offset)
                         continue
-                    read_offset[tp] = offset
-                    expected[tp] = offset + 1
+                    read_offset.delivered(tp, offset)
                 self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -161,6 +227,14 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = getattr(self.app, "zapstream_fetch_max_wait_ms", 10)
         return thread
+
+
+def mark_received(event: Any) -> None:
+    """Note that an agent received `event` (see `_Consumer.ack`). Every agent of the
+    worker and the sink calls it first thing for each event."""
+    received = getattr(event.app.consumer, "received", None)
+    if received is not None:
+        received.add(event.message)
 
 
 class _Transport(faust_aiokafka.Transport):  # type: ignore[misc]

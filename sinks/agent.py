@@ -19,6 +19,7 @@ import faust
 import faust.web
 import pyarrow as pa
 
+from processors.faust_transport import mark_received
 from processors.ticker import tick_time
 from schemas.codec import decode
 from schemas.conversation import TurnDecided
@@ -123,6 +124,7 @@ def register_sink(app: faust.App, settings: Settings, sink: DuckDBSink) -> None:
         def tag(value: bytes) -> Tagged:
             event = stream.current_event
             assert event is not None  # processors run for a current event
+            mark_received(event)
             msg = event.message
             return (msg.topic, msg.partition, msg.offset, value)
 

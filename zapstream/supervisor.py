@@ -172,8 +172,12 @@ class Supervisor:
             child.restarts = [t for t in child.restarts if now - t < 60] + [now]
             code = child.proc.returncode
             if len(child.restarts) > MAX_RESTARTS_PER_MINUTE:
-                raise ZapstreamError(f"{child.name} (pid {child.proc.pid}) keeps exiting (last code {code})")
-            self.say("up", f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting it")
+                raise ZapstreamError(
+                    f"{child.name} (pid {child.proc.pid}) keeps exiting (last code {code})"
+                )
+            self.say(
+                "up", f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting it"
+            )
             self._launch(child)
 
     def banner(self, bootstrap: str) -> None:

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.broker
 
 async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
     """Sum of the group's committed offsets on `topic` (a consumer that never joins)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         total = 0
@@ -38,7 +40,11 @@ async def committed(bootstrap: str, group: str, topic: str, partitions: int) -> 
 
 
 def rows(port: int) -> int:
-    resp = httpx.get(f"http://127.0.0.1:{port}/query", params={"sql": "SELECT count(*) FROM messages"}, timeout=10)
+    resp = httpx.get(
+        f"http://127.0.0.1:{port}/query",
+        params={"sql": "SELECT count(*) FROM messages"},
+        timeout=10,
+    )
     return int(resp.json()["rows"][0][0])
 
 
@@ -52,19 +58,30 @@ async def test_offsets_stay_behind_until_duckdb_has_committed_the_batch(
     marker.touch()
     port = free_port()
     env = dict(
-        os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, TOPIC_PREFIX=settings.topic_prefix,
-        APP_ID=settings.app_id, DATA_DIR=str(settings.data_dir), SINK_WEB_PORT=str(port),
-        TOPIC_PARTITIONS=str(settings.topic_partitions), BROKER_SESSION_TIMEOUT_S="4",
-        BROKER_HEARTBEAT_INTERVAL_S="0.3", BROKER_COMMIT_INTERVAL_S="0.3", SINK_FLUSH_MS="100",
+        os.environ,
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        TOPIC_PREFIX=settings.topic_prefix,
+        APP_ID=settings.app_id,
+        DATA_DIR=str(settings.data_dir),
+        SINK_WEB_PORT=str(port),
+        TOPIC_PARTITIONS=str(settings.topic_partitions),
+        BROKER_SESSION_TIMEOUT_S="4",
+        BROKER_HEARTBEAT_INTERVAL_S="0.3",
+        BROKER_COMMIT_INTERVAL_S="0.3",
+        SINK_FLUSH_MS="100",
     )
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.flaky_sink", str(marker)], env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.flaky_sink", str(marker)], env=env
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     group = f"{settings.app_id}-sink"
     try:
         topic = Topics.from_settings(settings).inbound
         for i in range(20):
-            await producer.send_and_wait(topic, encode(message(i)), key=f"55119{i % 4:08d}".encode())
+            await producer.send_and_wait(
+                topic, encode(message(i)), key=f"55119{i % 4:08d}".encode()
+            )
         deadline = time.monotonic() + 60
         while not marker.with_suffix(".failed").exists():
             assert time.monotonic() < deadline, "the sink never tried to load"

@@ -35,7 +35,9 @@ def main() -> None:
     sink = FlakySink(settings.resolved_duckdb_path)
     sink.marker = Path(sys.argv[1])
     sink.open()
-    app = create_faust_app(settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True)
+    app = create_faust_app(
+        settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True
+    )
     register_sink(app, settings, sink)
     _run_faust(app, settings)
 

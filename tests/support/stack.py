@@ -70,6 +70,15 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}"
 
+    @property
+    def bootstrap(self) -> str:
+        """The broker the stack runs (from the webhook's "publisher connected" log)."""
+        for line in self.lines:
+            m = re.search(r'"bootstrap": "([^"]+)"', line)
+            if m:
+                return m.group(1)
+        raise RuntimeError("the stack has not said which broker it uses yet")
+
     def start(self, timeout: float = 120.0) -> Stack:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zapstream.cli", "up"],

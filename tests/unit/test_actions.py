@@ -175,4 +175,8 @@ def test_a_dict_that_is_no_action_is_refused_with_a_typed_error():
 
 
 def test_outbound_ids_are_stable_per_turn_and_position():
-    assert outbound_id_for("turn-abc", 1) == outbound_id_for("turn-abc", 1) != outbound_id_for("turn-abc", 2)
+    assert (
+        outbound_id_for("turn-abc", 1)
+        == outbound_id_for("turn-abc", 1)
+        != outbound_id_for("turn-abc", 2)
+    )

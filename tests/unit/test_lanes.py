@@ -125,12 +125,3 @@ async def test_backpressure_bounds_the_handlers_in_flight() -> None:
     await submitter
     await lanes.drain()
     assert peak <= 3
-
-
-def test_the_next_offset_to_deliver_follows_deliveries_and_seeks() -> None:
-    from processors.faust_transport import _next_offset
-
-    assert _next_offset(None, None) is None  # nothing read yet: take what comes
-    assert _next_offset(10, 11) == 11  # delivered 10: 11 is next
-    assert _next_offset(7, 11) == 7  # sought back to 7: 7 is next
-    assert _next_offset(20, None) == 20  # sought to 20 before any delivery
