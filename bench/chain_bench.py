@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -64,6 +65,43 @@ async def drive(url: str, rate: float, duration: float, users: int) -> dict[str,
     return scheduled
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, float]:
+    pids = {**stack.child_pids(), "load generator": os.getpid()}
+    out = {}
+    for name, pid in pids.items():
+        try:
+            out[name] = cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def cpu_report(
+    before: dict[str, float], after: dict[str, float], seconds: float, messages: int
+) -> str:
+    """Where the time went: each process's share of one core while the rate ran, and
+    the CPU time the whole stack spent per message."""
+    used = {name: after[name] - before[name] for name in after if name in before}
+    shares = {name: u / seconds * 100 for name, u in used.items()}
+    total = sum(shares.values())
+    per_msg = {name: u / max(messages, 1) * 1000 for name, u in used.items()}
+    parts = [
+        f"{name} {share:.0f}%" for name, share in sorted(shares.items(), key=lambda kv: -kv[1])
+    ]
+    cost = ", ".join(f"{n} {ms:.2f}" for n, ms in sorted(per_msg.items(), key=lambda kv: -kv[1]))
+    return (
+        f"cpu (% of one core): {', '.join(parts)}; total {total:.0f}% of "
+        f"{os.cpu_count() or 0}00%\n          cpu ms per message: {cost}; "
+        f"total {sum(per_msg.values()):.2f}"
+    )
+
+
 def collect(sandbox: Sandbox, scheduled: dict[str, float], timeout: float) -> list[float]:
     deadline = time.time() + timeout
     latencies: dict[str, float] = {}
@@ -95,16 +133,21 @@ def run(kind: str, rates: list[float], duration: float, quiet_ms: int, users: in
             print(f"broker={kind} DEBOUNCE_QUIET_MS={quiet_ms} users={users}", flush=True)
             for rate in rates:
                 httpx.delete(f"{sandbox.url}/_sandbox/messages", timeout=10)
+                cpu_before, t0 = cpu_snapshot(stack), time.monotonic()
                 scheduled = asyncio.run(drive(f"{stack.url}/webhook", rate, duration, users))
                 lat = [
                     x * 1000 - quiet_ms for x in collect(sandbox, scheduled, timeout=60 + duration)
                 ]
+                cpu = cpu_report(
+                    cpu_before, cpu_snapshot(stack), time.monotonic() - t0, len(scheduled)
+                )
                 got = len(lat)
                 print(
                     f"  {rate:6.0f}/s: replies {got}/{len(scheduled)}  beyond debounce: "
                     f"p50={pct(lat, 50):.0f}ms p95={pct(lat, 95):.0f}ms p99={pct(lat, 99):.0f}ms",
                     flush=True,
                 )
+                print(f"          {cpu}", flush=True)
         finally:
             stack.stop()
 

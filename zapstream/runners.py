@@ -50,6 +50,15 @@ def _dump_tasks(signum: int, frame: object) -> None:
     sys.stderr.flush()
 
 
+def use_event_loop(settings: Settings) -> None:
+    """uvloop makes each hop cheaper (aiokafka and httpx spend most of their time in
+    the loop). Set before Faust creates its loop; EVENT_LOOP=asyncio opts out."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def _run_faust(app: faust.App, settings: Settings) -> None:
     signal.signal(signal.SIGUSR1, _dump_tasks)
     worker = faust.Worker(
@@ -64,6 +73,7 @@ def run_worker(settings: Settings) -> None:
     from processors.app import create_faust_app
 
     configure_logging(settings.log_level, settings.log_format)
+    use_event_loop(settings)
     app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
     register_agents(app, settings)
     _run_faust(app, settings)
@@ -75,6 +85,7 @@ def run_sink(settings: Settings) -> None:
     from sinks.duckdb_sink import DuckDBSink
 
     configure_logging(settings.log_level, settings.log_format)
+    use_event_loop(settings)
     sink = DuckDBSink(settings.resolved_duckdb_path)
     sink.open()  # fails fast, with a clear message, when another sink holds the file
     app = create_faust_app(

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
 
     # --- Logging ------------------------------------------------------------------
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """The asyncio event loop of the worker and the sink (the API always runs uvloop)."""
     log_format: Literal["auto", "json", "console"] = "auto"
 
     @field_validator("whatsapp_app_secret", "whatsapp_verify_token")

@@ -138,15 +138,8 @@ def test_the_pair_rate_error_slows_only_that_recipient(echo_stack: Stack, sandbo
 
 
 def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(
-    echo_stack: Stack, sandbox: Sandbox, broker_kind: str, request: pytest.FixtureRequest
+    echo_stack: Stack, sandbox: Sandbox
 ) -> None:
-    # Same known issue as the SIGKILL test below (README, "Known issues"): now and then
-    # a record around the worker's restart is handled late. Reported as XFAIL/XPASS.
-    request.applymarker(
-        pytest.mark.xfail(
-            reason=f"record handled late after a worker restart ({broker_kind})", strict=False
-        )
-    )
     user, wamid = new_user(), new_wamid()
     assert echo_stack.post_text("once", wa_id=user, message_id=wamid).status_code == 200
     assert echo_stack.post_text("once", wa_id=user, message_id=wamid).status_code == 200
@@ -166,19 +159,8 @@ def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(
 
 
 def test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice(
-    echo_stack: Stack, sandbox: Sandbox, broker_kind: str, request: pytest.FixtureRequest
+    echo_stack: Stack, sandbox: Sandbox
 ) -> None:
-    # Known issue (README, "Known issues"): now and then, right after the restarted
-    # worker is assigned its partitions, Faust drops a record it fetched while its flow
-    # was still suspended. The strict commit keeps that offset uncommitted (nothing is
-    # lost: it is handled at the next restart or rebalance), but its reply comes late,
-    # and this strict end-to-end check then fails. Kept running, reported as XFAIL/XPASS.
-    request.applymarker(
-        pytest.mark.xfail(
-            reason=f"Faust drops a record fetched during flow suspension ({broker_kind})",
-            strict=False,
-        )
-    )
     users = [new_user() for _ in range(10)]
     per_user = 10
 

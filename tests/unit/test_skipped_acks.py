@@ -4,7 +4,6 @@ real `_Consumer` (not started: no broker is needed to count acks)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,12 +17,14 @@ PARTITION = TP(TOPIC, 0)
 
 
 @pytest.fixture
-def app() -> Iterator[Any]:
-    app = FastFetchApp(id="t", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False)
+def app() -> Any:
+    app: Any = FastFetchApp(
+        id="t", broker="kafka://127.0.0.1:1", store="memory://", autodiscover=False
+    )
     app.topics._acking_topics.add(TOPIC)  # as when an agent subscribes with acks
     app.consumer._committed_offset[PARTITION] = 40
     app.flow_control.resume()
-    yield app
+    return app
 
 
 def message(app: Any, offset: int, generation: int | None = None) -> ConsumerMessage:
@@ -64,3 +65,27 @@ def test_an_event_an_agent_received_counts_even_when_acked_during_a_rebalance(ap
     app.flow_control.suspend()  # the rebalance waits for in-flight work to finish
     assert app.consumer.ack(m)
     assert app.consumer._acked[PARTITION] == [40]
+
+
+def test_a_record_lost_inside_faust_is_found_once_later_ones_were_taken() -> None:
+    from processors.faust_transport import find_holes
+
+    # 40 is the next offset to commit; 41 and 42 were taken (acked / in flight), 40 not.
+    assert find_holes({PARTITION: 40}, {PARTITION: [41]}, {PARTITION: {42}}) == {PARTITION: 40}
+    assert find_holes({PARTITION: 40}, {}, {PARTITION: {41}}) == {PARTITION: 40}
+
+
+def test_a_record_still_in_flight_or_acked_or_not_yet_reached_is_no_hole() -> None:
+    from processors.faust_transport import find_holes
+
+    assert find_holes({PARTITION: 40}, {}, {PARTITION: {40, 41}}) == {}  # in flight
+    assert find_holes({PARTITION: 40}, {PARTITION: [40, 41]}, {}) == {}  # done, not committed
+    assert find_holes({PARTITION: 40}, {}, {}) == {}  # nothing later taken yet
+    assert find_holes({PARTITION: None}, {PARTITION: [3]}, {}) == {}  # nothing committed yet
+
+
+def test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit(app: Any) -> None:
+    consumer = app.consumer
+    consumer._acked[PARTITION] = [38, 39, 40, 41]  # 38, 39: committed before, acked again
+    consumer._acked_index[PARTITION] = {38, 39, 40, 41}
+    assert consumer._new_offset(PARTITION) == 42
