@@ -67,7 +67,8 @@ class Sender:
         self.clock = clock
         self.wall = wall
         self._high_waiting = 0
-        self._in_flight = asyncio.Semaphore(settings.send_concurrency)
+        # never more calls than connections: requests queued inside httpx's pool cost CPU
+        self._in_flight = asyncio.Semaphore(settings.graph_max_connections)
         self._low = asyncio.Semaphore(settings.low_priority_concurrency)
 
     def _bucket(self, phone_number_id: str) -> TokenBucket:

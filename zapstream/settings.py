@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     send_max_elapsed_s: float = Field(default=300.0, gt=0)
     send_timeout_s: float = Field(default=10.0, gt=0)
     send_concurrency: int = Field(default=256, ge=1)
+    """Outbound events in flight in the send agent (users waiting for their turn)."""
+    graph_max_connections: int = Field(default=32, ge=1)
+    """HTTP connections to the Graph API, and so Graph calls in flight at once. Enough
+    for SEND_RATE_PER_S × Graph's latency (80/s × ~0.3 s ≈ 24)."""
     send_confirm_wait_s: float = Field(default=10.0, ge=0)
     """After a crash, how long a send that may or may not have reached Meta waits for
     the status webhook that would prove it did, before it is sent again."""

@@ -74,7 +74,9 @@ class Stack:
     def bootstrap(self) -> str:
         """The broker the stack runs (from the webhook's "publisher connected" log)."""
         for line in self.lines:
-            m = re.search(r'"bootstrap": "([^"]+)"', line)
+            m = re.search(r'"bootstrap": "([^"]+)"', line) or re.search(
+                r"(?:tansu|kafka) ready at (\S+)", line
+            )
             if m:
                 return m.group(1)
         raise RuntimeError("the stack has not said which broker it uses yet")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -9,7 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from processors.graph_client import GraphClient, SendOutcome, build_message_body, is_bsuid
+from processors.graph_client import (
+    POOL_SIZE,
+    GraphClient,
+    HttpPools,
+    SendOutcome,
+    build_message_body,
+    is_bsuid,
+)
 from schemas.outbound import OutboundMessage, outbound_id_for
 from zapstream.errors import GraphPermanentError, GraphRateLimited, GraphTransientError
 from zapstream.settings import Settings
@@ -286,4 +294,34 @@ async def test_a_shared_http_client_is_not_closed_but_an_owned_one_is():
     await shared.aclose()
     owned = GraphClient(settings())
     await owned.aclose()
-    assert owned._http.is_closed
+    pools = owned._http
+    assert isinstance(pools, HttpPools)
+    assert all(c.is_closed for c in pools.clients)
+
+
+def test_connections_are_spread_over_small_pools() -> None:
+    assert len(HttpPools(32).clients) == 32 // POOL_SIZE
+    assert len(HttpPools(5).clients) == 1
+    assert len(HttpPools(POOL_SIZE + 1).clients) == 2
+
+
+async def test_each_request_goes_to_the_least_busy_pool() -> None:
+    gate = asyncio.Event()
+    served: list[int] = []
+
+    def transport(i: int) -> httpx.MockTransport:
+        async def handler(request: httpx.Request) -> httpx.Response:
+            served.append(i)
+            await gate.wait()
+            return httpx.Response(200, json={"ok": i})
+
+        return httpx.MockTransport(handler)
+
+    pools = HttpPools(24)
+    pools.clients = [httpx.AsyncClient(transport=transport(i)) for i in range(3)]
+    calls = [asyncio.create_task(pools.request("POST", "http://graph.test/x")) for _ in range(6)]
+    await asyncio.sleep(0.01)
+    assert sorted(served) == [0, 0, 1, 1, 2, 2]  # two in flight on each, none piled on one
+    gate.set()
+    assert [r.status_code for r in await asyncio.gather(*calls)] == [200] * 6
+    await pools.aclose()
