@@ -80,13 +80,16 @@ def find_holes(
     committed: Mapping[Any, int | None],
     acked: Mapping[Any, Sequence[int]],
     in_flight: Mapping[Any, set[int]],
+    next_to_deliver: Mapping[Any, int],
 ) -> dict[Any, int]:
     """Partitions whose next offset to commit can no longer be acknowledged.
 
     Agents take a partition's records in offset order, so once a later record of it
     was taken (it is in flight or acknowledged), the record at the committed offset
-    should have been taken too. If it is neither in flight nor acknowledged, no agent
-    has it: it was lost inside Faust, and the strict commit would wait for it
+    should have been taken too; and once the fetch loop has handed it over, it is in
+    flight until it is acknowledged. A record at the committed offset that is neither
+    in flight nor acknowledged while later ones were taken, or while the partition is
+    idle past it, was lost inside Faust, and the strict commit would wait for it
     forever. Returns tp -> that offset (to be read again)."""
     holes = {}
     for tp, offset in committed.items():
@@ -96,7 +99,9 @@ def find_holes(
         done = acked.get(tp, ())
         if offset in taken or offset in done:
             continue
-        if any(o > offset for o in done) or any(o > offset for o in taken):
+        later_taken = any(o > offset for o in done) or any(o > offset for o in taken)
+        idle_past_it = not taken and next_to_deliver.get(tp, offset) > offset
+        if later_taken or idle_past_it:
             holes[tp] = offset
     return holes
 
@@ -192,11 +197,14 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 if not m.acked:
                     in_flight.setdefault(m.tp, set()).add(m.offset)
             committed = {tp: self._committed_offset.get(tp) for tp in assigned}
-            holes = find_holes(committed, self._acked, in_flight)
+            read_offset = self._read_offset
+            assert isinstance(read_offset, ReadOffsets)
+            holes = find_holes(committed, self._acked, in_flight, read_offset.next)
             for tp, offset in holes.items():
                 if suspects.get(tp) == offset:
                     self.log.warning(
-                        "offset %s of %s was never handled while later ones were; reading it again",
+                        "offset %s of %s was handed to the agents but never handled; "
+                        "reading it again",
                         offset,
                         tp,
                     )

@@ -71,17 +71,27 @@ def test_a_record_lost_inside_faust_is_found_once_later_ones_were_taken() -> Non
     from processors.faust_transport import find_holes
 
     # 40 is the next offset to commit; 41 and 42 were taken (acked / in flight), 40 not.
-    assert find_holes({PARTITION: 40}, {PARTITION: [41]}, {PARTITION: {42}}) == {PARTITION: 40}
-    assert find_holes({PARTITION: 40}, {}, {PARTITION: {41}}) == {PARTITION: 40}
+    holes = find_holes({PARTITION: 40}, {PARTITION: [41]}, {PARTITION: {42}}, {PARTITION: 43})
+    assert holes == {PARTITION: 40}
+    assert find_holes({PARTITION: 40}, {}, {PARTITION: {41}}, {PARTITION: 42}) == {PARTITION: 40}
+
+
+def test_the_last_record_lost_is_found_once_the_partition_is_idle_past_it() -> None:
+    from processors.faust_transport import find_holes
+
+    # 40 was handed over (the next to deliver is 41), nothing is in flight or done
+    assert find_holes({PARTITION: 40}, {}, {}, {PARTITION: 41}) == {PARTITION: 40}
 
 
 def test_a_record_still_in_flight_or_acked_or_not_yet_reached_is_no_hole() -> None:
     from processors.faust_transport import find_holes
 
-    assert find_holes({PARTITION: 40}, {}, {PARTITION: {40, 41}}) == {}  # in flight
-    assert find_holes({PARTITION: 40}, {PARTITION: [40, 41]}, {}) == {}  # done, not committed
-    assert find_holes({PARTITION: 40}, {}, {}) == {}  # nothing later taken yet
-    assert find_holes({PARTITION: None}, {PARTITION: [3]}, {}) == {}  # nothing committed yet
+    nxt = {PARTITION: 42}
+    assert find_holes({PARTITION: 40}, {}, {PARTITION: {40, 41}}, nxt) == {}  # in flight
+    assert find_holes({PARTITION: 40}, {PARTITION: [40, 41]}, {}, nxt) == {}  # done
+    assert find_holes({PARTITION: 40}, {}, {}, {PARTITION: 40}) == {}  # not handed over yet
+    assert find_holes({PARTITION: 40}, {}, {}, {}) == {}  # nothing read yet
+    assert find_holes({PARTITION: None}, {PARTITION: [3]}, {}, nxt) == {}  # nothing committed
 
 
 def test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit(app: Any) -> None:
