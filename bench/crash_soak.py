@@ -59,7 +59,7 @@ def one_round(stack: Stack, sandbox: Sandbox, users: int, per_user: int) -> tupl
     return ok, recovered
 
 
-def run(kind: str, kills: int, users: int, per_user: int) -> None:
+def run(kind: str, kills: int, users: int, per_user: int, log: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(
             Path(tmp), broker=kind, ENGINE="echo", DEBOUNCE_QUIET_MS="0", SEND_BACKOFF_BASE_S="0.05"
@@ -79,8 +79,12 @@ def run(kind: str, kills: int, users: int, per_user: int) -> None:
                 )
                 time.sleep(max(0.0, KILL_SPACING_S - (time.monotonic() - started)))
         finally:
-            rereads = sum("was never handled" in line for line in stack.lines)
+            rereads = sum("but never handled" in line for line in stack.lines)
             stack.stop()
+            if log is not None:
+                path = log.with_name(f"{log.stem}-{kind}{log.suffix}")
+                path.write_text("\n".join(stack.lines))
+                print(f"{kind}: the stack's output is in {path}", flush=True)
         print(
             f"{kind}: {passed}/{kills} kills with every reply exactly once and in order; "
             f"slowest recovery {max(times):.1f} s; lost records re-read {rereads} times",
@@ -96,9 +100,10 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=8)
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--per-user", type=int, default=10)
+    ap.add_argument("--log", type=Path, help="write the stack's output to LOG-<broker>.txt")
     args = ap.parse_args()
     for kind in args.brokers.split(","):
-        run(kind, args.kills, args.users, args.per_user)
+        run(kind, args.kills, args.users, args.per_user, args.log)
 
 
 if __name__ == "__main__":

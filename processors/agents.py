@@ -26,6 +26,7 @@ from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
+from processors.in_order import InOrder
 from processors.lanes import KeyedLanes
 from processors.outbound import to_outbound
 from processors.sender import Sender
@@ -146,8 +147,11 @@ def _register_intake(
         # other users' meanwhile, so waiting for a turn's acknowledgement does not
         # serialize the whole partition.
         lanes = KeyedLanes(_ack, settings.max_in_flight)
+        in_order = InOrder(app)
         async for event in stream.noack().events():
             mark_received(event)
+            if not await in_order.admit(event):
+                continue
             user = event.key.decode() if event.key else ""
             await lanes.submit(user, event.message.tp, event, _bind(handle, event))
 
@@ -227,8 +231,11 @@ def lane_agent(
     @app.agent(source, name=name)
     async def agent(stream: Any) -> None:
         lanes = KeyedLanes(_ack, max_in_flight)
+        in_order = InOrder(app)
         async for event in stream.noack().events():
             mark_received(event)
+            if not await in_order.admit(event):
+                continue
             try:
                 decoded = decode(event_type, event.value)
             except InvalidPayload as exc:

@@ -165,10 +165,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         agent received is therefore released but not counted as done: the partition is
         sought back to its committed offset at the assignment, and it comes again."""
         if message not in self.received and self._skipped_by_stream(message):
-            with ack_lock:
-                message.acked = True
-                self._unacked_messages.discard(message)
-                notify(self._waiting_for_ack)
+            self.release(message)
             self.log.info(
                 "offset %s of %s skipped during a rebalance; it will be read again",
                 message.offset,
@@ -177,6 +174,16 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             return False
         self.received.discard(message)
         return bool(super().ack(message))
+
+    def release(self, message: Any) -> None:
+        """Let go of a message an agent will not handle (a repeat, or one that came
+        before its predecessor): it no longer holds up a rebalance, and it does not
+        count as done."""
+        with ack_lock:
+            message.acked = True
+            self._unacked_messages.discard(message)
+            self.received.discard(message)
+            notify(self._waiting_for_ack)
 
     HOLE_CHECK_S = 1.0
 
