@@ -156,6 +156,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
         self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
+        self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards
 
     def ack(self, message: Any) -> bool:
         """Faust's stream *skips* an event it fetched before a rebalance (flow
@@ -215,6 +216,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         offset,
                         tp,
                     )
+                    for guard in list(self.guards):
+                        guard.rewind(tp, offset)  # it is to be handled, not a repeat
                     await self.seek(tp, offset)
             # a hole acted on starts afresh; a new one waits for the next check
             suspects = {tp: o for tp, o in holes.items() if suspects.get(tp) != o}
