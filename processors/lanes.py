@@ -104,9 +104,3 @@ class KeyedLanes:
         """Wait for every scheduled handler (used on shutdown and in tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def forget_partitions(self, partitions: set[Hashable]) -> None:
-        """After a rebalance took partitions away: their unacked events will be
-        redelivered to the new owner, so stop tracking them here."""
-        for p in partitions:
-            self._slots.pop(p, None)
