@@ -99,3 +99,10 @@ def test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit(app: Any) -
     consumer._acked[PARTITION] = [38, 39, 40, 41]  # 38, 39: committed before, acked again
     consumer._acked_index[PARTITION] = {38, 39, 40, 41}
     assert consumer._new_offset(PARTITION) == 42
+
+
+def test_offsets_that_hold_no_record_do_not_block_the_commit(app: Any) -> None:
+    consumer = app.consumer
+    consumer._accept_gap(PARTITION, 40, 43)  # 40..42 do not exist
+    assert consumer.ack(received(app, message(app, 43)))
+    assert consumer._new_offset(PARTITION) == 44
