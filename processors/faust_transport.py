@@ -197,6 +197,44 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             self.received.discard(message)
             notify(self._waiting_for_ack)
 
+    def describe(self) -> str:
+        """One line per assigned partition: where committing, delivery and the agents'
+        guards stand. Printed on SIGUSR1 (with the task stacks) to see why a partition
+        does not move."""
+        in_flight: dict[Any, list[int]] = {}
+        for m in list(self._unacked_messages):
+            if not m.acked:
+                in_flight.setdefault(m.tp, []).append(m.offset)
+        read_offset = self._read_offset
+        nxt = read_offset.next if isinstance(read_offset, ReadOffsets) else {}
+        lines = [
+            f"consumer generation {self.app.consumer_generation_id}, "
+            f"flow {'on' if self.app.flow_control.is_active() else 'suspended'}"
+        ]
+        for tp in sorted(self.assignment()):
+            acked = sorted(self._acked.get(tp, ()))
+            guards = [g.expected.get(tp) for g in list(self.guards)]
+            lines.append(
+                f"{tp.topic}[{tp.partition}] committed={self._committed_offset.get(tp)} "
+                f"next={nxt.get(tp)} acked={acked[:5]}{'…' if len(acked) > 5 else ''} "
+                f"in_flight={sorted(in_flight.get(tp, []))[:5]} "
+                f"redeliver={(self._redeliver or {}).get(tp)} guards={guards} "
+                f"highwater={self._safe(self.highwater, tp)} "
+                f"fetch_position={self._safe(self._fetch_position, tp)}"
+            )
+        return "\n".join(lines)
+
+    def _fetch_position(self, tp: Any) -> Any:
+        aiokafka_consumer = self._thread._ensure_consumer()
+        return aiokafka_consumer._subscription.subscription.assignment.state_value(tp).position
+
+    @staticmethod
+    def _safe(read: Any, tp: Any) -> Any:
+        try:
+            return read(tp)
+        except Exception as exc:  # a diagnostic must not fail
+            return repr(exc)
+
     HOLE_CHECK_S = 1.0
 
     @Service.task

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
+from typing import Any
 
 import faust
 
@@ -38,8 +38,9 @@ def run_api(settings: Settings) -> None:
     )
 
 
-def _dump_tasks(signum: int, frame: object) -> None:
-    """SIGUSR1: print every asyncio task's stack (what is this worker waiting for?)."""
+def _dump_state(app: Any) -> None:
+    """SIGUSR1: print every asyncio task's stack and the consumer's per-partition
+    state (what is this worker waiting for?)."""
     try:
         tasks = asyncio.all_tasks(asyncio.get_event_loop())
     except RuntimeError:
@@ -47,6 +48,9 @@ def _dump_tasks(signum: int, frame: object) -> None:
     print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
     for task in tasks:
         task.print_stack(file=sys.stderr)
+    describe = getattr(app.consumer, "describe", None)
+    if describe is not None:
+        print(f"--- consumer ---\n{describe()}", file=sys.stderr)
     sys.stderr.flush()
 
 
@@ -59,9 +63,14 @@ def use_event_loop(settings: Settings) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+class _Worker(faust.Worker):  # type: ignore[misc]
+    def _on_sigusr1(self) -> None:
+        # mode's own SIGUSR1 handler prints thread stacks only; ours tells more
+        _dump_state(self.app)
+
+
 def _run_faust(app: faust.App, settings: Settings) -> None:
-    signal.signal(signal.SIGUSR1, _dump_tasks)
-    worker = faust.Worker(
+    worker = _Worker(
         app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
     install_masking_everywhere()
