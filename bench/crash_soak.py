@@ -29,7 +29,9 @@ from tests.support.stack import Sandbox, Stack, new_user
 KILL_SPACING_S = 13.0
 
 
-def one_round(stack: Stack, sandbox: Sandbox, users: int, per_user: int) -> tuple[bool, float]:
+def one_round(
+    stack: Stack, sandbox: Sandbox, users: int, per_user: int, dump_after: float
+) -> tuple[bool, float]:
     people = [new_user() for _ in range(users)]
 
     def send_all(user: str) -> None:
@@ -44,10 +46,15 @@ def one_round(stack: Stack, sandbox: Sandbox, users: int, per_user: int) -> tupl
         for f in futures:
             f.result()
     expected = [f"echo: k{i}" for i in range(per_user)]
-    deadline = killed + 60
+    deadline, dumped = killed + 60, False
     while time.monotonic() < deadline:
         if all(len(sandbox.texts(u)) >= per_user for u in people):
             break
+        if not dumped and time.monotonic() > killed + dump_after:
+            # a stall: the worker prints its tasks and consumer state (see the log)
+            os.kill(stack.child_pids()["worker"], signal.SIGUSR1)
+            print(f"    no full recovery after {dump_after:.0f} s: worker state dumped", flush=True)
+            dumped = True
         time.sleep(0.2)
     recovered = time.monotonic() - killed
     time.sleep(1.0)  # a repeat would show up now
@@ -59,7 +66,9 @@ def one_round(stack: Stack, sandbox: Sandbox, users: int, per_user: int) -> tupl
     return ok, recovered
 
 
-def run(kind: str, kills: int, users: int, per_user: int, log: Path | None) -> None:
+def run(
+    kind: str, kills: int, users: int, per_user: int, log: Path | None, dump_after: float
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(
             Path(tmp), broker=kind, ENGINE="echo", DEBOUNCE_QUIET_MS="0", SEND_BACKOFF_BASE_S="0.05"
@@ -69,7 +78,7 @@ def run(kind: str, kills: int, users: int, per_user: int, log: Path | None) -> N
         try:
             for k in range(kills):
                 started = time.monotonic()
-                ok, recovered = one_round(stack, sandbox, users, per_user)
+                ok, recovered = one_round(stack, sandbox, users, per_user, dump_after)
                 passed += ok
                 times.append(recovered)
                 print(
@@ -101,9 +110,16 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--per-user", type=int, default=10)
     ap.add_argument("--log", type=Path, help="write the stack's output to LOG-<broker>.txt")
+    ap.add_argument(
+        "--dump-after",
+        type=float,
+        default=25.0,
+        help="seconds after a kill with replies still missing before the worker is asked "
+        "(SIGUSR1) to print its tasks and consumer state into the log",
+    )
     args = ap.parse_args()
     for kind in args.brokers.split(","):
-        run(kind, args.kills, args.users, args.per_user, args.log)
+        run(kind, args.kills, args.users, args.per_user, args.log, args.dump_after)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
-        if not acked:
-            return None
+        if not acked or not self._seek_done():
+            return None  # nothing done, or the committed offset is not known yet
         acked.sort()
         committed = self._committed_offset[tp]
         if committed is not None and acked[0] < committed:
@@ -161,11 +161,13 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         self._acked_index[tp].difference_update(run)
         return run[-1] + 1
 
-    _redeliver: dict[Any, int] | None = None
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_offset = ReadOffsets()
+        # tp -> offset to read again from, once the flow is back (see _drain_messages)
+        self._redeliver: dict[Any, int] = {}
+        # the consumer generation whose seek to the committed offsets has completed
+        self._sought_generation: int | None = None
         self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
         self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards
 
@@ -186,6 +188,35 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             return False
         self.received.discard(message)
         return bool(super().ack(message))
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every assigned partition to its committed offset, after a
+        rebalance's recovery. Until it completes, `_committed_offset` is stale (empty
+        in a restarted worker) while the partitions are already resumed: records
+        handed to the agents in that window met in-order guards and a strict commit
+        that did not know where the partition starts, so a commit could pass records
+        no agent had handled (measured: after a worker SIGKILL on Kafka, a user's
+        first nine replies missing, the tenth sent). So nothing is delivered or
+        committed for a generation until its seek is done."""
+        generation = self.app.consumer_generation_id
+        try:
+            await super().perform_seek()
+            for tp in self.assignment():
+                if self._committed_offset.get(tp):  # aiokafka sought it there
+                    self._redeliver.pop(tp, None)
+        finally:
+            # also when cut short (a timeout): the old behaviour beats a stalled worker
+            if generation == self.app.consumer_generation_id:
+                self._sought_generation = generation
+
+    def _seek_done(self) -> bool:
+        return self._sought_generation == self.app.consumer_generation_id
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        """A seek sets where reading restarts: it supersedes a re-read still pending
+        for that partition (which could otherwise jump forward past the seek)."""
+        self._redeliver.pop(partition, None)
+        await super().seek(partition, offset)
 
     def release(self, message: Any) -> None:
         """Let go of a message an agent will not handle (a repeat, or one that came
@@ -208,7 +239,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         read_offset = self._read_offset
         nxt = read_offset.next if isinstance(read_offset, ReadOffsets) else {}
         lines = [
-            f"consumer generation {self.app.consumer_generation_id}, "
+            f"consumer generation {self.app.consumer_generation_id} "
+            f"(sought: {self._sought_generation}), "
             f"flow {'on' if self.app.flow_control.is_active() else 'suspended'}"
         ]
         for tp in sorted(self.assignment()):
@@ -218,15 +250,19 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 f"{tp.topic}[{tp.partition}] committed={self._committed_offset.get(tp)} "
                 f"next={nxt.get(tp)} acked={acked[:5]}{'…' if len(acked) > 5 else ''} "
                 f"in_flight={sorted(in_flight.get(tp, []))[:5]} "
-                f"redeliver={(self._redeliver or {}).get(tp)} guards={guards} "
+                f"redeliver={self._redeliver.get(tp)} guards={guards} "
                 f"highwater={self._safe(self.highwater, tp)} "
                 f"fetch_position={self._safe(self._fetch_position, tp)}"
+                f"{' PAUSED' if self._safe(self._paused, tp) is True else ''}"
             )
         return "\n".join(lines)
 
     def _fetch_position(self, tp: Any) -> Any:
         aiokafka_consumer = self._thread._ensure_consumer()
         return aiokafka_consumer._subscription.subscription.assignment.state_value(tp).position
+
+    def _paused(self, tp: Any) -> bool:
+        return tp in self._thread._ensure_consumer().paused()
 
     @staticmethod
     def _safe(read: Any, tp: Any) -> Any:
@@ -295,7 +331,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         Replies went missing after a worker crash without this; handling is idempotent,
         so a record read twice is harmless.
         """
-        redeliver = self._redeliver = {}
+        redeliver = self._redeliver
+        redeliver.clear()
         rereads: dict[tuple[Any, int], int] = {}
         callback = self.callback
         read_offset = self._read_offset
@@ -305,7 +342,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         fetcher_stopped = fetcher._stopped.is_set
         try:
             while not (stopped() or fetcher_stopped()):
-                if redeliver and self.flow_active and app_flowing():
+                if redeliver and self.flow_active and app_flowing() and self._seek_done():
                     await self._seek_back(redeliver)
                 self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
                 ait = self.getmany(timeout=1.0)
@@ -330,10 +367,12 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    if not app_flowing():
+                    if not app_flowing() or not self._seek_done():
                         # Faust's agents' queues are cleared when the app's flow resumes
                         # (after a rebalance's recovery): a record handed over now would
-                        # be dropped there. Read it again once the flow is back.
+                        # be dropped there. And before the seek to the committed offsets
+                        # the guards cannot tell a record's place (see perform_seek).
+                        # Read it again once the flow is back and the seek done.
                         redeliver.setdefault(tp, offset)
                         continue
                     delivery = asyncio.ensure_future(callback(message))

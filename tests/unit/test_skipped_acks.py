@@ -23,6 +23,7 @@ def app() -> Any:
     )
     app.topics._acking_topics.add(TOPIC)  # as when an agent subscribes with acks
     app.consumer._committed_offset[PARTITION] = 40
+    app.consumer._sought_generation = app.consumer_generation_id  # recovery's seek done
     app.flow_control.resume()
     return app
 
@@ -106,3 +107,69 @@ def test_offsets_that_hold_no_record_do_not_block_the_commit(app: Any) -> None:
     consumer._accept_gap(PARTITION, 40, 43)  # 40..42 do not exist
     assert consumer.ack(received(app, message(app, 43)))
     assert consumer._new_offset(PARTITION) == 44
+
+
+def test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done(
+    app: Any,
+) -> None:
+    consumer = app.consumer
+    app.consumer_generation_id += 1  # a rebalance: the committed offsets are re-read
+    consumer._committed_offset.pop(PARTITION)  # a restarted worker knows none yet
+    consumer._acked[PARTITION] = [45, 46]  # taken before the seek, from where it stood
+    consumer._acked_index[PARTITION] = {45, 46}
+    assert consumer._new_offset(PARTITION) is None  # 40..44 may be unhandled
+    consumer._committed_offset[PARTITION] = 45
+    consumer._sought_generation = app.consumer_generation_id
+    assert consumer._new_offset(PARTITION) == 47
+
+
+async def test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads(
+    app: Any,
+) -> None:
+    consumer = app.consumer
+    other = TP(TOPIC, 1)
+    app.consumer_generation_id += 1
+    consumer._redeliver.update({PARTITION: 47, other: 3})
+    consumer.assignment = lambda: {PARTITION, other}
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {PARTITION: 44, other: None}  # `other` has no committed offset: not sought
+
+    consumer.seek_to_committed = seek_to_committed
+    await consumer.perform_seek()
+    assert consumer._sought_generation == app.consumer_generation_id
+    assert consumer._committed_offset[PARTITION] == 44
+    assert consumer._read_offset.next[PARTITION] == 44
+    # 47 would have jumped past 44..46; `other` still needs its re-read from 3
+    assert consumer._redeliver == {other: 3}
+
+
+async def test_a_seek_cut_short_by_another_rebalance_does_not_mark_the_new_generation(
+    app: Any,
+) -> None:
+    consumer = app.consumer
+    before = consumer._sought_generation
+    consumer.assignment = lambda: {PARTITION}
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        app.consumer_generation_id += 1  # the group rebalanced meanwhile
+        return {PARTITION: 44}
+
+    consumer.seek_to_committed = seek_to_committed
+    await consumer.perform_seek()
+    assert consumer._sought_generation == before != app.consumer_generation_id
+
+
+async def test_a_seek_supersedes_a_pending_reread_of_that_partition(app: Any) -> None:
+    consumer = app.consumer
+    sought: list[tuple[TP, int]] = []
+
+    async def _seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    consumer._seek = _seek
+    consumer._redeliver[PARTITION] = 50
+    await consumer.seek(PARTITION, 42)
+    assert sought == [(PARTITION, 42)]
+    assert PARTITION not in consumer._redeliver
+    assert consumer._read_offset.next[PARTITION] == 42
