@@ -333,6 +333,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         """
         redeliver = self._redeliver
         redeliver.clear()
+        changelogs = frozenset(self.app.tables.changelog_topics)
         rereads: dict[tuple[Any, int], int] = {}
         callback = self.callback
         read_offset = self._read_offset
@@ -342,8 +343,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         fetcher_stopped = fetcher._stopped.is_set
         try:
             while not (stopped() or fetcher_stopped()):
-                if redeliver and self.flow_active and app_flowing() and self._seek_done():
-                    await self._seek_back(redeliver)
+                if redeliver and self.flow_active and app_flowing():
+                    await self._seek_back(redeliver, changelogs)
                 self.diag.set_flag(faust_consumer.CONSUMER_FETCHING)
                 ait = self.getmany(timeout=1.0)
                 await self.sleep(0)
@@ -367,11 +368,12 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    if not app_flowing() or not self._seek_done():
+                    if not app_flowing() or (tp.topic not in changelogs and not self._seek_done()):
                         # Faust's agents' queues are cleared when the app's flow resumes
                         # (after a rebalance's recovery): a record handed over now would
                         # be dropped there. And before the seek to the committed offsets
-                        # the guards cannot tell a record's place (see perform_seek).
+                        # the guards cannot tell a record's place (see perform_seek);
+                        # the tables' changelogs are read before that seek (recovery).
                         # Read it again once the flow is back and the seek done.
                         redeliver.setdefault(tp, offset)
                         continue
@@ -393,9 +395,12 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         finally:
             self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
 
-    async def _seek_back(self, redeliver: dict[Any, int]) -> None:
+    async def _seek_back(self, redeliver: dict[Any, int], changelogs: frozenset[str]) -> None:
         assigned = self.assignment()
+        seek_done = self._seek_done()
         for tp, offset in list(redeliver.items()):
+            if not seek_done and tp.topic not in changelogs:
+                continue  # after Faust's seek to the committed offsets (perform_seek)
             del redeliver[tp]
             if tp not in assigned:
                 continue  # revoked: its new owner starts from the committed offset
