@@ -89,7 +89,7 @@ def find_holes(
     should have been taken too; and once the fetch loop has handed it over, it is in
     flight until it is acknowledged. A record at the committed offset that is neither
     in flight nor acknowledged while later ones were taken, or while the partition is
-    idle past it, was lost inside Faust, and the strict commit would wait for it
+    idle past it (`next_to_deliver`: delivered or fetched past it), was lost inside Faust, and the strict commit would wait for it
     forever. Returns tp -> that offset (to be read again)."""
     holes = {}
     for tp, offset in committed.items():
@@ -201,9 +201,16 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         generation = self.app.consumer_generation_id
         try:
             await super().perform_seek()
+            # Records fetched while the seek was under way were held back, and a fetch
+            # already in flight can land after it: read every partition again from
+            # its committed offset once the seek is done. Partitions with no
+            # committed offset were not sought, so a held-back record of theirs keeps
+            # its own re-read.
+            changelogs = self.app.tables.changelog_topics
             for tp in self.assignment():
-                if self._committed_offset.get(tp):  # aiokafka sought it there
-                    self._redeliver.pop(tp, None)
+                committed = self._committed_offset.get(tp)
+                if committed is not None and tp.topic not in changelogs:
+                    self._redeliver[tp] = committed
         finally:
             # also when cut short (a timeout): the old behaviour beats a stalled worker
             if generation == self.app.consumer_generation_id:
@@ -292,7 +299,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             committed = {tp: self._committed_offset.get(tp) for tp in assigned}
             read_offset = self._read_offset
             assert isinstance(read_offset, ReadOffsets)
-            holes = find_holes(committed, self._acked, in_flight, read_offset.next)
+            holes = find_holes(committed, self._acked, in_flight, self._read_past(read_offset))
             for tp, offset in holes.items():
                 if suspects.get(tp) == offset:
                     self.log.warning(
@@ -306,6 +313,21 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     await self.seek(tp, offset)
             # a hole acted on starts afresh; a new one waits for the next check
             suspects = {tp: o for tp, o in holes.items() if suspects.get(tp) != o}
+
+    def _read_past(self, read_offset: ReadOffsets) -> dict[Any, int]:
+        """Per partition, how far reading got: the next offset to deliver, or the
+        fetch position where the fetcher went further without delivering (records
+        dropped between the two, e.g. a re-read cancelled by mistake, would otherwise
+        go unnoticed). A partition with a re-read pending is left to it."""
+        past = dict(read_offset.next)
+        for tp in self.assignment():
+            if tp in self._redeliver:
+                past.pop(tp, None)
+                continue
+            position = self._safe(self._fetch_position, tp)
+            if isinstance(position, int) and position > past.get(tp, -1):
+                past[tp] = position
+        return past
 
     def _skipped_by_stream(self, message: Any) -> bool:
         app = self.app
@@ -404,7 +426,10 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             del redeliver[tp]
             if tp not in assigned:
                 continue  # revoked: its new owner starts from the committed offset
-            self.log.info("reading %s again from offset %s (delivery was interrupted)", tp, offset)
+            if offset != self._committed_offset.get(tp):  # (that one follows every rebalance)
+                self.log.info(
+                    "reading %s again from offset %s (delivery was interrupted)", tp, offset
+                )
             try:
                 await self.seek(tp, offset)
             except Exception as exc:  # a rebalance in between: the assignment seeks anyway

@@ -140,8 +140,9 @@ async def test_the_seek_to_committed_marks_its_generation_and_supersedes_pending
     assert consumer._sought_generation == app.consumer_generation_id
     assert consumer._committed_offset[PARTITION] == 44
     assert consumer._read_offset.next[PARTITION] == 44
-    # 47 would have jumped past 44..46; `other` still needs its re-read from 3
-    assert consumer._redeliver == {other: 3}
+    # records fetched during the seek are read again from the committed offset (47
+    # would have jumped past 44..46); `other`, not sought, keeps its re-read from 3
+    assert consumer._redeliver == {PARTITION: 44, other: 3}
 
 
 async def test_a_seek_cut_short_by_another_rebalance_does_not_mark_the_new_generation(
