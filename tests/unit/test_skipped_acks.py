@@ -174,3 +174,17 @@ async def test_a_seek_supersedes_a_pending_reread_of_that_partition(app: Any) ->
     assert sought == [(PARTITION, 42)]
     assert PARTITION not in consumer._redeliver
     assert consumer._read_offset.next[PARTITION] == 42
+
+
+def test_records_fetched_past_but_never_delivered_are_a_hole(app: Any) -> None:
+    from processors.faust_transport import find_holes
+
+    consumer = app.consumer
+    consumer.assignment = lambda: {PARTITION}
+    consumer._fetch_position = lambda tp: 60  # the fetcher read 40..59 ...
+    consumer._read_offset[PARTITION] = 40  # ... but delivered none of them
+    committed = {PARTITION: 40}
+    holes = find_holes(committed, {}, {}, consumer._read_past(consumer._read_offset))
+    assert holes == {PARTITION: 40}
+    consumer._redeliver[PARTITION] = 40  # a re-read is already pending: leave it to it
+    assert find_holes(committed, {}, {}, consumer._read_past(consumer._read_offset)) == {}
