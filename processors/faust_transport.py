@@ -163,7 +163,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._read_offset = ReadOffsets()
+        self._read_offset: ReadOffsets = ReadOffsets()
         # tp -> offset to read again from, once the flow is back (see _drain_messages)
         self._redeliver: dict[Any, int] = {}
         # the consumer generation whose seek to the committed offsets has completed
@@ -239,12 +239,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         """One line per assigned partition: where committing, delivery and the agents'
         guards stand. Printed on SIGUSR1 (with the task stacks) to see why a partition
         does not move."""
-        in_flight: dict[Any, list[int]] = {}
-        for m in list(self._unacked_messages):
-            if not m.acked:
-                in_flight.setdefault(m.tp, []).append(m.offset)
-        read_offset = self._read_offset
-        nxt = read_offset.next if isinstance(read_offset, ReadOffsets) else {}
+        in_flight = self._in_flight()
+        nxt = self._read_offset.next
         lines = [
             f"consumer generation {self.app.consumer_generation_id} "
             f"(sought: {self._sought_generation}), "
@@ -256,13 +252,21 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             lines.append(
                 f"{tp.topic}[{tp.partition}] committed={self._committed_offset.get(tp)} "
                 f"next={nxt.get(tp)} acked={acked[:5]}{'…' if len(acked) > 5 else ''} "
-                f"in_flight={sorted(in_flight.get(tp, []))[:5]} "
+                f"in_flight={sorted(in_flight.get(tp, ()))[:5]} "
                 f"redeliver={self._redeliver.get(tp)} guards={guards} "
                 f"highwater={self._safe(self.highwater, tp)} "
                 f"fetch_position={self._safe(self._fetch_position, tp)}"
                 f"{' PAUSED' if self._safe(self._paused, tp) is True else ''}"
             )
         return "\n".join(lines)
+
+    def _in_flight(self) -> dict[Any, set[int]]:
+        """tp -> offsets handed to the agents and not yet acknowledged."""
+        in_flight: dict[Any, set[int]] = {}
+        for m in list(self._unacked_messages):
+            if not m.acked:
+                in_flight.setdefault(m.tp, set()).add(m.offset)
+        return in_flight
 
     def _fetch_position(self, tp: Any) -> Any:
         aiokafka_consumer = self._thread._ensure_consumer()
@@ -291,15 +295,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             if not (self.flow_active and self.app.flow_control.is_active()) or self.app.rebalancing:
                 suspects = {}
                 continue
-            assigned = self.assignment()
-            in_flight: dict[Any, set[int]] = {}
-            for m in list(self._unacked_messages):
-                if not m.acked:
-                    in_flight.setdefault(m.tp, set()).add(m.offset)
-            committed = {tp: self._committed_offset.get(tp) for tp in assigned}
-            read_offset = self._read_offset
-            assert isinstance(read_offset, ReadOffsets)
-            holes = find_holes(committed, self._acked, in_flight, self._read_past(read_offset))
+            committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
+            holes = find_holes(committed, self._acked, self._in_flight(), self._read_past())
             for tp, offset in holes.items():
                 if suspects.get(tp) == offset:
                     self.log.warning(
@@ -314,12 +311,12 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             # a hole acted on starts afresh; a new one waits for the next check
             suspects = {tp: o for tp, o in holes.items() if suspects.get(tp) != o}
 
-    def _read_past(self, read_offset: ReadOffsets) -> dict[Any, int]:
+    def _read_past(self) -> dict[Any, int]:
         """Per partition, how far reading got: the next offset to deliver, or the
         fetch position where the fetcher went further without delivering (records
         dropped between the two, e.g. a re-read cancelled by mistake, would otherwise
         go unnoticed). A partition with a re-read pending is left to it."""
-        past = dict(read_offset.next)
+        past = dict(self._read_offset.next)
         for tp in self.assignment():
             if tp in self._redeliver:
                 past.pop(tp, None)
@@ -359,7 +356,6 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         rereads: dict[tuple[Any, int], int] = {}
         callback = self.callback
         read_offset = self._read_offset
-        assert isinstance(read_offset, ReadOffsets)
         app_flowing = self.app.flow_control.is_active
         stopped = cast(Any, self)._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
@@ -405,6 +401,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         redeliver.setdefault(tp, offset)
                         continue
                     read_offset.delivered(tp, offset)
+                    if rereads:  # the jump before this offset is over: forget its count
+                        rereads.pop((tp, offset), None)
                 self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -80,6 +80,8 @@ class InOrder:
             seen = "take"
         if seen == "take":
             self.expected[tp] = message.offset + 1
+            if self._rereads:  # the gap before this offset is filled: forget its count
+                self._rereads.pop((tp, message.offset), None)
             return True
         consumer.release(message)
         if seen == "gap" and expected is not None:

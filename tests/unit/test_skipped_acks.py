@@ -184,7 +184,7 @@ def test_records_fetched_past_but_never_delivered_are_a_hole(app: Any) -> None:
     consumer._fetch_position = lambda tp: 60  # the fetcher read 40..59 ...
     consumer._read_offset[PARTITION] = 40  # ... but delivered none of them
     committed = {PARTITION: 40}
-    holes = find_holes(committed, {}, {}, consumer._read_past(consumer._read_offset))
+    holes = find_holes(committed, {}, {}, consumer._read_past())
     assert holes == {PARTITION: 40}
     consumer._redeliver[PARTITION] = 40  # a re-read is already pending: leave it to it
-    assert find_holes(committed, {}, {}, consumer._read_past(consumer._read_offset)) == {}
+    assert find_holes(committed, {}, {}, consumer._read_past()) == {}
