@@ -8,12 +8,20 @@ answers 503, and Meta redelivers later (dedupe makes the redelivery harmless).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 from pydantic import BaseModel
 
 from schemas.codec import encode
@@ -23,6 +31,19 @@ from zapstream.kafka_clients import detect_idempotence, idempotence_for, produce
 from zapstream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STUCK_PRODUCER_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    ProducerFenced,
+)
+"""The idempotent producer's id or sequence numbers no longer match the broker's (e.g.
+batches lost when Apache Kafka restarted under load): every later send fails the same
+way until a new producer, with a new producer id, replaces it (measured: the webhook
+answered 503 for good after a Kafka restart)."""
+STOP_OLD_PRODUCER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,8 @@ class Publisher:
         self.settings = settings
         self.topics = Topics.from_settings(settings)
         self._producer: AIOKafkaProducer | None = None
+        self._replacing = asyncio.Lock()
+        self._stopping: set[asyncio.Task[None]] = set()  # stuck producers being stopped
         self.idempotent = False
 
     async def start(self) -> None:
@@ -49,18 +72,49 @@ class Publisher:
         if self.settings.idempotent_producer is None:
             supported = await detect_idempotence(bootstrap)
         self.idempotent = idempotence_for(self.settings, supported)
-        self._producer = AIOKafkaProducer(
-            **producer_kwargs(self.settings, idempotent=self.idempotent)
-        )
-        await self._producer.start()
+        self._producer = await self._new_producer()
         log.info(
             "publisher connected", extra={"bootstrap": bootstrap, "idempotent": self.idempotent}
         )
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**producer_kwargs(self.settings, idempotent=self.idempotent))
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    async def _replace(self, stuck: AIOKafkaProducer, reason: str) -> None:
+        """Swap a stuck producer for a new one (once, however many requests saw it
+        fail); the old one is stopped in the background. If the broker refuses the
+        new one, the old one stays and the next failure tries again."""
+        async with self._replacing:
+            if self._producer is not stuck:
+                return  # another request replaced it already
+            try:
+                self._producer = await self._new_producer()
+            except KafkaError as exc:
+                log.warning("could not replace the stuck producer: %r", exc)
+                return
+        log.warning("producer replaced after %s", reason)
+        task = asyncio.create_task(self._stop_quietly(stuck))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    @staticmethod
+    async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+        # its requests were all answered 503 already: nothing to wait for
+        with contextlib.suppress(TimeoutError, KafkaError):
+            await asyncio.wait_for(producer.stop(), STOP_OLD_PRODUCER_S)
 
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._stopping:
+            await asyncio.gather(*self._stopping)
 
     async def publish(self, items: Sequence[Outgoing]) -> None:
         """Send all items and wait for every acknowledgement, within PUBLISH_TIMEOUT_S."""
@@ -77,6 +131,8 @@ class Publisher:
                 topic=items[0].topic,
             ) from exc
         except KafkaError as exc:
+            if isinstance(exc, STUCK_PRODUCER_ERRORS):
+                await self._replace(producer, type(exc).__name__)
             raise BrokerUnavailable(type(exc).__name__, topic=items[0].topic) from exc
 
     @staticmethod

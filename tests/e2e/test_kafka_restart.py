@@ -74,7 +74,7 @@ def test_kafka_restart_under_load_loses_nothing_acknowledged(tmp_path: Path) -> 
         assert refused_while_down > 0, "the webhook never answered 503 while Kafka was down"
         assert len(meta.acked) >= acked_down + 20, (
             f"the webhook did not take webhooks again after Kafka restarted: "
-            f"{len(meta.acked) - acked_down} acknowledged in 30 s"
+            f"{len(meta.acked) - acked_down} acknowledged in 30 s\n" + stack.output()
         )
         acked = dict((wamid, user) for user, wamid in meta.acked)
 
