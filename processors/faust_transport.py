@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from weakref import WeakSet
 
@@ -19,7 +18,6 @@ import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
-from mode import Service
 from mode.utils.futures import notify
 
 
@@ -74,36 +72,6 @@ class ReadOffsets(defaultdict[Any, int | None]):
     def delivered(self, tp: Any, offset: int) -> None:
         super().__setitem__(tp, offset)
         self.next[tp] = offset + 1
-
-
-def find_holes(
-    committed: Mapping[Any, int | None],
-    acked: Mapping[Any, Sequence[int]],
-    in_flight: Mapping[Any, set[int]],
-    next_to_deliver: Mapping[Any, int],
-) -> dict[Any, int]:
-    """Partitions whose next offset to commit can no longer be acknowledged.
-
-    Agents take a partition's records in offset order, so once a later record of it
-    was taken (it is in flight or acknowledged), the record at the committed offset
-    should have been taken too; and once the fetch loop has handed it over, it is in
-    flight until it is acknowledged. A record at the committed offset that is neither
-    in flight nor acknowledged while later ones were taken, or while the partition is
-    idle past it (`next_to_deliver`: delivered or fetched past it), was lost inside Faust, and the strict commit would wait for it
-    forever. Returns tp -> that offset (to be read again)."""
-    holes = {}
-    for tp, offset in committed.items():
-        if offset is None:
-            continue
-        taken = in_flight.get(tp, set())
-        done = acked.get(tp, ())
-        if offset in taken or offset in done:
-            continue
-        later_taken = any(o > offset for o in done) or any(o > offset for o in taken)
-        idle_past_it = not taken and next_to_deliver.get(tp, offset) > offset
-        if later_taken or idle_past_it:
-            holes[tp] = offset
-    return holes
 
 
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
@@ -169,7 +137,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         # the consumer generation whose seek to the committed offsets has completed
         self._sought_generation: int | None = None
         self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
-        self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards
+        self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards (describe)
 
     def ack(self, message: Any) -> bool:
         """Faust's stream *skips* an event it fetched before a rebalance (flow
@@ -281,50 +249,6 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             return read(tp)
         except Exception as exc:  # a diagnostic must not fail
             return repr(exc)
-
-    HOLE_CHECK_S = 1.0
-
-    @Service.task
-    async def _hole_finder(self) -> None:  # pragma: no cover - needs a broker
-        """A safety net under the strict commit: a hole seen in two checks in a row
-        (never a record merely on its way) is read again, so a record Faust lost is
-        handled within seconds instead of at the next rebalance. Handling is
-        idempotent, so the records read twice are harmless."""
-        suspects: dict[Any, int] = {}
-        async for _ in self.itertimer(self.HOLE_CHECK_S, name="hole-finder"):
-            if not (self.flow_active and self.app.flow_control.is_active()) or self.app.rebalancing:
-                suspects = {}
-                continue
-            committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
-            holes = find_holes(committed, self._acked, self._in_flight(), self._read_past())
-            for tp, offset in holes.items():
-                if suspects.get(tp) == offset:
-                    self.log.warning(
-                        "offset %s of %s was handed to the agents but never handled; "
-                        "reading it again",
-                        offset,
-                        tp,
-                    )
-                    for guard in list(self.guards):
-                        guard.rewind(tp, offset)  # it is to be handled, not a repeat
-                    await self.seek(tp, offset)
-            # a hole acted on starts afresh; a new one waits for the next check
-            suspects = {tp: o for tp, o in holes.items() if suspects.get(tp) != o}
-
-    def _read_past(self) -> dict[Any, int]:
-        """Per partition, how far reading got: the next offset to deliver, or the
-        fetch position where the fetcher went further without delivering (records
-        dropped between the two, e.g. a re-read cancelled by mistake, would otherwise
-        go unnoticed). A partition with a re-read pending is left to it."""
-        past = dict(self._read_offset.next)
-        for tp in self.assignment():
-            if tp in self._redeliver:
-                past.pop(tp, None)
-                continue
-            position = self._safe(self._fetch_position, tp)
-            if isinstance(position, int) and position > past.get(tp, -1):
-                past[tp] = position
-        return past
 
     def _skipped_by_stream(self, message: Any) -> bool:
         app = self.app

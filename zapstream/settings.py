@@ -95,7 +95,20 @@ class Settings(BaseSettings):
     debounce_max_ms: int = Field(default=5000, ge=0)
     debounce_max_messages: int = Field(default=10, ge=1)
     dedupe_horizon_s: float = Field(default=7 * 24 * 3600, gt=0)
-    dedupe_max_per_user: int = Field(default=1000, ge=1)
+    session_ttl_s: float = Field(default=90 * 24 * 3600, gt=0)
+    """A user's state (session, open burst) is removed this long after their last
+    message, whether or not they come back (then they start afresh)."""
+    send_ledger_ttl_s: float = Field(default=24 * 3600, gt=0)
+    """How long the sender remembers an outbound id (and Meta's confirmation of it).
+    Longer than any outbound message lives: a reply is stale after an hour."""
+    state_sweep_interval_s: float = Field(default=60.0, gt=0)
+    """How often expired table entries are removed."""
+    handler_max_attempts: int = Field(default=6, ge=1)
+    """A worker stage retries a failing event this many times (while that user's later
+    events wait), then sends it to the processing dead-letter topic."""
+    handler_max_elapsed_s: float = Field(default=60.0, gt=0)
+    handler_backoff_base_s: float = Field(default=0.2, gt=0)
+    handler_backoff_cap_s: float = Field(default=10.0, gt=0)
     service_window_template: str | None = None
     service_window_template_language: str = "pt_BR"
     service_window_margin_s: float = Field(default=60, ge=0)

@@ -92,18 +92,18 @@ def test_many_users_replies_leave_in_turn_order_and_a_slow_user_delays_only_itse
         for i in range(per_user):
             assert echo_stack.post_text(f"m{i}", wa_id=user).status_code == 200
 
-    started = time.monotonic()
     with ThreadPoolExecutor(9) as pool:
         list(pool.map(send_all, [slow, *users]))
     for user in users:
-        assert sandbox.wait_for(user, per_user, timeout=30)
-    fast_done = time.monotonic() - started
+        assert sandbox.wait_for(user, per_user, timeout=60)
+    # Every other user was answered in full while the slow user's turns were still being
+    # decided one by one (6 × 2 s): no wall-clock bound, an order of events.
+    slow_so_far = len(sandbox.texts(slow))
     for user in users:
         assert sandbox.texts(user) == [f"echo: m{i}" for i in range(per_user)]
-    assert fast_done < 5.0, "other users waited for the slow one"
-    assert sandbox.wait_for(slow, per_user, timeout=30)
+    assert slow_so_far < per_user, "other users waited for the slow one"
+    assert sandbox.wait_for(slow, per_user, timeout=60)
     assert sandbox.texts(slow) == [f"echo: m{i}" for i in range(per_user)]
-    assert time.monotonic() - started > 5.0  # the slow user really was slow (6 × 1 s)
 
 
 def test_500s_and_throttling_still_deliver_every_reply_exactly_once(
