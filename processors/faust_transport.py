@@ -1,10 +1,16 @@
-"""A small, deliberate override of Faust's Kafka consumer: the fetch wait.
+"""A small, deliberate override of Faust's Kafka consumer: the fetch wait, and the
+crash safety of its commits.
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer and no setting
 changes it. Apache Kafka answers a fetch as soon as data arrives, but Tansu holds
 every fetch for the whole wait, so each agent hop would cost up to 1.5 s there
-(measured: p50 503 ms per hop with 1500, 6.8 ms with 5). We build the consumer
-exactly as Faust does and only change that one number before it starts.
+(measured: p50 503 ms per hop with 1500, 6.8 ms with 5). A short wait, though, makes
+an idle consumer ask 100 times a second, and Tansu spends CPU on each (measured: the
+idle stack burnt a whole core). So the wait follows the traffic: the short
+`CONSUMER_FETCH_MAX_WAIT_MS` while records flow, the long
+`CONSUMER_FETCH_IDLE_WAIT_MS` once a poll found nothing for a second; the first
+record after a quiet spell may wait that long on Tansu (on Apache Kafka it costs
+nothing: the broker answers as soon as data arrives).
 """
 
 from __future__ import annotations
@@ -23,12 +29,24 @@ from mode.utils.futures import notify
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     fetch_max_wait_ms: int = 10
+    fetch_idle_wait_ms: int = 500
+    _idle: bool = False
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    def pace(self, idle: bool) -> None:
+        """Long fetches while idle, short ones while records flow. aiokafka's Fetcher
+        reads `_fetch_max_wait_ms` each time it builds a fetch request."""
+        if idle == self._idle:
+            return
+        fetcher = getattr(self._ensure_consumer(), "_fetcher", None)
+        if fetcher is not None:
+            fetcher._fetch_max_wait_ms = self.fetch_idle_wait_ms if idle else self.fetch_max_wait_ms
+            self._idle = idle
 
 
 MAX_REREADS = 3
@@ -292,7 +310,9 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 await self.sleep(0)
                 if self.should_stop:
                     continue
+                got = False
                 async for tp, message in ait:
+                    got = True
                     offset = message.offset
                     nxt = read_offset.next.get(tp)
                     if tp in redeliver or (nxt is not None and offset < nxt):
@@ -327,6 +347,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     read_offset.delivered(tp, offset)
                     if rereads:  # the jump before this offset is over: forget its count
                         rereads.pop((tp, offset), None)
+                cast(_ConsumerThread, self._thread).pace(idle=not got)
                 self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -360,6 +381,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> _ConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = getattr(self.app, "zapstream_fetch_max_wait_ms", 10)
+        thread.fetch_idle_wait_ms = getattr(self.app, "zapstream_fetch_idle_wait_ms", 500)
         return thread
 
 
@@ -379,6 +401,7 @@ class FastFetchApp(faust.App):  # type: ignore[misc]
     """faust.App whose worker consumer uses `fetch_max_wait_ms` from our settings."""
 
     zapstream_fetch_max_wait_ms: int = 10
+    zapstream_fetch_idle_wait_ms: int = 500
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

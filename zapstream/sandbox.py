@@ -193,8 +193,13 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         return {"success": True}
 
     @app.get("/_sandbox/stats")
-    async def stats() -> dict[str, Any]:
-        return state.recorder.stats() | {"webhooks_pending": state.pending_webhooks()}
+    async def stats(window_s: float = 1.0) -> dict[str, Any]:
+        """Counters, and `peak_per_window`: per business number, the most messages
+        accepted within any `window_s` seconds (what Meta's throughput limit counts)."""
+        return state.recorder.stats() | {
+            "webhooks_pending": state.pending_webhooks(),
+            "peak_per_window": state.recorder.peak_rate(window_s),
+        }
 
     @app.get("/_sandbox/config")
     async def get_config() -> dict[str, Any]:

@@ -37,8 +37,13 @@ class Settings(BaseSettings):
     kafka_client_id: str = "zapstream"
     kafka_request_timeout_ms: int = 10_000
     consumer_fetch_max_wait_ms: int = Field(default=10, ge=0)
-    """How long a fetch may wait for data. Tansu holds every fetch this long, so it is
-    the floor of each hop's latency there; Faust's own default is 1500 ms."""
+    """How long a fetch may wait for data while records flow. Tansu holds every fetch
+    this long, so it is the floor of each hop's latency there; Faust's own default is
+    1500 ms."""
+    consumer_fetch_idle_wait_ms: int = Field(default=500, ge=0)
+    """The fetch wait once a consumer found nothing for a second: an idle stack then
+    asks the broker twice a second instead of a hundred times. On Tansu the first
+    record after a quiet spell may wait up to this long; on Apache Kafka, nothing."""
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 10.0

@@ -191,8 +191,9 @@ class Sandbox:
     def texts(self, to: str) -> list[str]:
         return [m["body"]["text"]["body"] for m in self.messages(to) if m["type"] == "text"]
 
-    def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json())
+    def stats(self, window_s: float = 1.0) -> dict[str, Any]:
+        params = {"window_s": window_s}
+        return dict(httpx.get(f"{self.url}/_sandbox/stats", params=params, timeout=10).json())
 
     def wait_for(
         self, to: str, count: int, timeout: float = 30.0, kind: str = "text"
