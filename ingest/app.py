@@ -28,7 +28,6 @@ from ingest.publisher import Outgoing, Publisher, to_outgoing
 from ingest.signature import verify_signature
 from schemas.events import WebhookUnrecognized
 from schemas.topics import Topics, all_topic_specs
-from zapstream.broker import broker_answers
 from zapstream.errors import (
     BrokerUnavailable,
     InvalidPayload,
@@ -36,6 +35,7 @@ from zapstream.errors import (
     PayloadTooLarge,
 )
 from zapstream.kafka_admin import ensure_topics
+from zapstream.kafka_probe import broker_answers
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.ingest")

@@ -42,13 +42,13 @@ def up(
 ) -> None:
     """Run the whole pipeline: broker, sandbox, sink, worker(s), webhook API."""
     from zapstream.log import configure_logging
-    from zapstream.supervisor import Supervisor
+    from zapstream.supervisor.supervisor import Supervisor
 
     settings = load_settings(broker=broker, workers=workers)
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
-        from zapstream.kafka_broker import java_available
+        from zapstream.brokers.kafka import java_available
 
         if not java_available():
             typer.echo("no JDK found: falling back to the embedded Tansu broker", err=True)
@@ -59,7 +59,7 @@ def up(
 @cli.command()
 def api() -> None:
     """Run the webhook API (needs KAFKA_BOOTSTRAP_SERVERS)."""
-    from zapstream.runners import run_api
+    from zapstream.supervisor.runners import run_api
 
     run_api(load_settings())
 
@@ -67,7 +67,7 @@ def api() -> None:
 @cli.command()
 def worker() -> None:
     """Run one processing worker (Faust). Start as many as you like."""
-    from zapstream.runners import run_worker
+    from zapstream.supervisor.runners import run_worker
 
     run_worker(load_settings())
 
@@ -75,7 +75,7 @@ def worker() -> None:
 @cli.command()
 def sink() -> None:
     """Run the DuckDB sink: exactly one per DuckDB file."""
-    from zapstream.runners import run_sink
+    from zapstream.supervisor.runners import run_sink
 
     run_sink(load_settings())
 
@@ -83,7 +83,7 @@ def sink() -> None:
 @cli.command()
 def sandbox() -> None:
     """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
-    from zapstream.sandbox import run_sandbox
+    from zapstream.sandbox.app import run_sandbox
 
     run_sandbox(load_settings())
 
@@ -95,7 +95,7 @@ def broker(kind: Annotated[str, typer.Option(help="tansu or kafka")] = "tansu") 
     import time
 
     from schemas.topics import all_topic_specs
-    from zapstream.broker import make_broker
+    from zapstream.brokers.factory import make_broker
     from zapstream.kafka_admin import ensure_topics_sync
 
     settings = load_settings()

@@ -23,10 +23,13 @@ from typing import IO
 import httpx
 
 from schemas.topics import all_topic_specs
-from zapstream.broker import EmbeddedBroker, make_broker, run_sync, stop_process
+from zapstream.brokers.embedded import EmbeddedBroker
+from zapstream.brokers.factory import make_broker
+from zapstream.brokers.process import stop_process
 from zapstream.errors import ZapstreamError
 from zapstream.kafka_admin import ensure_topics_sync
 from zapstream.kafka_clients import detect_idempotence
+from zapstream.run_sync import run_sync
 from zapstream.settings import Settings
 
 COLORS = ["36", "33", "35", "32", "34", "31"]

@@ -1,7 +1,7 @@
 """A genuine single-node Apache Kafka (KRaft), started from the broker's jars on Maven Central.
 
 No Docker and no tarball: the jars of `org.apache.kafka:kafka_2.13` and a logging
-backend are resolved once with Maven into a cache folder (`zapstream.kafka_jars`),
+backend are resolved once with Maven into a cache folder (`zapstream.brokers.jars`),
 then `kafka.Kafka` runs as broker *and* controller of a one-node cluster on two
 loopback ports.
 
@@ -31,13 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from zapstream.broker import (
-    BrokerStartError,
-    free_port,
-    stop_broker_process,
-    wait_for_metadata,
-)
-from zapstream.kafka_jars import kafka_major, logging_options, resolve_kafka_libs
+from zapstream.brokers.embedded import BrokerStartError, wait_for_metadata
+from zapstream.brokers.jars import kafka_major, logging_options, resolve_kafka_libs
+from zapstream.brokers.process import free_port, stop_broker_process
 from zapstream.settings import Settings
 
 log = logging.getLogger(__name__)
