@@ -82,7 +82,7 @@ def up(
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
-        from zapstream.brokers.kafka import java_available
+        from zapstream.brokers.java import java_available
 
         if not java_available():
             typer.echo("no JDK found: falling back to the embedded Tansu broker", err=True)

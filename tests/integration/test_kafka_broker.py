@@ -18,7 +18,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from zapstream.brokers.embedded import BrokerStartError
 from zapstream.brokers.jars import resolve_kafka_libs
-from zapstream.brokers.kafka import KafkaBroker, java_available
+from zapstream.brokers.java import java_available
+from zapstream.brokers.kafka import KafkaBroker
 from zapstream.kafka_probe import broker_answers
 from zapstream.settings import Settings
 
