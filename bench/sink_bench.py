@@ -29,7 +29,8 @@ from schemas.events import MessageReceived
 from schemas.topics import Topics, all_topic_specs
 from sinks.duckdb_sink import DuckDBSink
 from sinks.rows import MESSAGES, message_row, to_arrow
-from zapstream.broker import free_port, make_broker
+from zapstream.brokers.factory import make_broker
+from zapstream.brokers.process import free_port
 from zapstream.kafka_admin import ensure_topics_sync
 from zapstream.settings import Settings
 

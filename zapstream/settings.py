@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zapstream.kafka_address import format_bootstrap, parse_bootstrap
+
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 - a documented dev default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
@@ -149,6 +151,14 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The asyncio event loop of the worker and the sink (the API always runs uvloop)."""
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_addresses(cls, value: str | None) -> str | None:
+        # host:port pairs or a clear error now, rather than a broker "outage" later
+        if value is None or not value.strip():
+            return None
+        return format_bootstrap(parse_bootstrap(value))
 
     @field_validator("whatsapp_app_secret", "whatsapp_verify_token")
     @classmethod

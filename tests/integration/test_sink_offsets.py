@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.codec import encode
 from schemas.topics import Topics, all_topic_specs
 from tests.support.events import message
-from zapstream.broker import free_port, stop_process
+from zapstream.brokers.process import free_port, stop_process
 from zapstream.kafka_admin import ensure_topics
 from zapstream.settings import Settings
 

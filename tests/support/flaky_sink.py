@@ -15,8 +15,8 @@ from processors.app import create_faust_app
 from sinks.agent import register_sink
 from sinks.duckdb_sink import DuckDBSink
 from zapstream.log import configure_logging
-from zapstream.runners import _run_faust
 from zapstream.settings import Settings
+from zapstream.supervisor.runners import _run_faust
 
 
 class FlakySink(DuckDBSink):

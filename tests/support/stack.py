@@ -21,7 +21,7 @@ import httpx
 
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
-from zapstream.broker import free_port
+from zapstream.brokers.process import free_port
 
 APP_SECRET = "e2e-app-secret"
 

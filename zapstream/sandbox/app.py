@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from zapstream.log import mask_phone
-from zapstream.sandbox_graph import (
+from zapstream.sandbox.graph import (
     BAD_TOKEN,
     INVALID_PARAMETER,
     OUTSIDE_WINDOW,
@@ -47,8 +47,8 @@ from zapstream.sandbox_graph import (
     shape_error,
     status_payload,
 )
-from zapstream.sandbox_recorder import RecordedMessage, SandboxRecorder
-from zapstream.sandbox_webhooks import StatusWebhookSender
+from zapstream.sandbox.recorder import RecordedMessage, SandboxRecorder
+from zapstream.sandbox.webhooks import StatusWebhookSender
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.sandbox")
