@@ -31,14 +31,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry point", ("zapstream.cli",)),
 ]
 
-# ---- KNOWN EXCEPTION, TO BE REMOVED -------------------------------------------------
-# schemas/topics.py (all_topic_specs) imports processors/topology.py, which imports
-# schemas.topics back: a cycle, and schemas importing the pipeline layer. It is being
-# removed on another branch; once it is gone `test_known_exceptions_still_happen`
-# fails, and these two entries are to be deleted. Add nothing here.
-KNOWN_CYCLES = {frozenset({"schemas.topics", "processors.topology"})}
-KNOWN_LAYER_BREAKS = {("schemas.topics", "processors.topology")}
-# --------------------------------------------------------------------------------------
 
 
 def layer_of(module: str) -> int | None:
@@ -74,28 +66,20 @@ def graph() -> ImportGraph:
 def test_the_graph_reads_the_whole_project(graph: ImportGraph) -> None:
     assert {"zapstream.settings", "zapstream.cli", "ingest.app", "schemas.topics"} <= graph.modules
     assert "zapstream.settings" in graph.edges["zapstream.cli"]
-    assert "processors.topology" in graph.edges["schemas.topics"]  # a lazy import counts
+    assert "processors.agents" in graph.edges["zapstream.supervisor.runners"]  # a lazy import counts
 
 
 def test_no_module_is_part_of_an_import_cycle(graph: ImportGraph) -> None:
-    found = [sorted(c) for c in cycles(graph.edges) if c not in KNOWN_CYCLES]
+    found = [sorted(c) for c in cycles(graph.edges)]
     assert not found, f"import cycles (move what both sides need to a module both import): {found}"
 
 
 def test_no_layer_imports_the_one_above_it(graph: ImportGraph) -> None:
-    found = sorted(layer_breaks(graph.all_edges()) - KNOWN_LAYER_BREAKS)
+    found = sorted(layer_breaks(graph.all_edges()))
     names = [name for name, _ in LAYERS]
     assert not found, [
         f"{a} ({names[layer_of(a) or 0]}) imports {b} ({names[layer_of(b) or 0]})" for a, b in found
     ]
-
-
-def test_known_exceptions_still_happen(graph: ImportGraph) -> None:
-    """A stale exception would hide the same mistake made again: delete it once fixed."""
-    assert set(cycles(graph.edges)) >= KNOWN_CYCLES, "a known cycle is gone: remove it"
-    assert layer_breaks(graph.all_edges()) >= KNOWN_LAYER_BREAKS, (
-        "a known layer break is gone: remove it"
-    )
 
 
 def test_a_cycle_through_a_function_level_import_is_found() -> None:
