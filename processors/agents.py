@@ -104,6 +104,15 @@ class Worker:
             self._sender = Sender(GraphClient(self.settings), self.settings)
         return self._sender
 
+    def current(self, event: Any) -> bool:
+        """False once a rebalance began (flow suspended) or ended the event's consumer
+        generation: its partition is read again from the committed offset."""
+        app = self.app
+        return bool(
+            app.flow_control.is_active()
+            and event.message.generation_id == app.consumer_generation_id
+        )
+
     def owned(self, topic: str) -> set[int]:
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
 
@@ -130,6 +139,7 @@ class Worker:
             max_in_flight,
             dead_letter=dead_letter,
             release=lambda event: cast(Any, self.app.consumer).release(event.message),
+            current=self.current,
             retry=self.retry,
             name=stage,
         )

@@ -80,7 +80,12 @@ class KeyedLanes:
     dead_letter: DeadLetter | None = None
     """None: a handler that keeps failing is retried for ever (the partition waits)."""
     release: Callable[[Any], None] = lambda token: None
-    """Called with each token whose task was cancelled (`cancel_all`): not done."""
+    """Called with each token whose task was cancelled (`cancel_all`) or that was not
+    admitted (`current`): not done."""
+    current: Callable[[Any], bool] = lambda token: True
+    """Is this token still to be handled? False for an event of a consumer generation
+    that a rebalance ended: after `cancel_all` it must not run ahead of its user's
+    cancelled events (it is read again, in order, after the rebalance)."""
     retry: RetryPlan = field(default_factory=RetryPlan)
     name: str = "lanes"
     _tails: dict[Hashable, asyncio.Task[None]] = field(default_factory=dict)
@@ -106,6 +111,10 @@ class KeyedLanes:
         while `max_in_flight` handlers are unfinished."""
         assert self._sem is not None
         await self._sem.acquire()
+        if not self.current(token):
+            self._sem.release()
+            self.release(token)
+            return
         slot = _Slot(token)
         self._slots.setdefault(partition, deque()).append(slot)
         previous = self._tails.get(key)

@@ -236,3 +236,28 @@ async def test_backpressure_bounds_the_handlers_in_flight() -> None:
     await submitter
     await lanes.drain()
     assert peak <= 3
+
+
+async def test_an_event_of_an_ended_generation_is_released_not_run_ahead_of_its_user() -> None:
+    # After a rebalance cancelled a user's unfinished events, an event of theirs that
+    # the agent still held must not run (it would overtake the cancelled ones).
+    ran: list[int] = []
+    released: list[int] = []
+    stale = {3}
+
+    async def ack(token: int) -> None:
+        return None
+
+    lanes = KeyedLanes(
+        ack, release=released.append, current=lambda token: token not in stale, retry=FAST
+    )
+
+    async def run(token: int) -> None:
+        ran.append(token)
+
+    for token in (1, 3, 4):
+        await lanes.submit("u", 0, token, functools.partial(run, token))
+    await lanes.drain()
+    assert ran == [1, 4]
+    assert released == [3]
+    assert lanes.in_flight == 0
