@@ -1,170 +1,477 @@
-"""End-to-end benchmark: signed webhook → Kafka → worker → Graph API (the sandbox).
+"""End-to-end benchmark: signed webhook → Kafka → worker → Graph API (the sandbox),
+with the stack started as users start it, from one or more code trees in turn.
 
-For each rate, one inbound text message per request from a pool of users (each
-user's messages spaced out so debounce does not merge them unless it should), with
-ENGINE=echo so every reply names the message it answers. Latency is sandbox receive
-time − scheduled send time; "beyond debounce" subtracts DEBOUNCE_QUIET_MS. The send
-rate limit is lifted (SEND_RATE_PER_S) and status webhooks are off, so the figure is
-the chain's own; the webhook benchmark measures ingest alone.
+For each code tree (`--code DIR`, repeatable; `--compare DIR` puts DIR before this
+tree), broker and DEBOUNCE_QUIET_MS, a fresh `python -m zapstream.cli up` runs from
+that tree (its own CLI, its own PYTHONPATH; nothing of it is imported here) with the
+user's defaults (LOG_LEVEL=INFO, status webhooks on) except ENGINE=echo, the quiet
+time asked for and the send rate limit lifted (SEND_RATE_PER_S; `--send-rate` puts
+one back). Then, per status-webhook setting and rate: users who send several messages
+each (`--users`, `--per-user`), `--redeliver` of the webhooks posted twice, and from
+outside: every message answered exactly once, per-user order inversions, latency from
+POST to the sandbox's receipt beyond debounce, and the CPU time of each of the
+stack's processes (found as the descendants of the `up` process) per answered
+message. `--idle-s` also measures each process's CPU while idle (after
+`--idle-wait-s` from ready, no traffic). One table at the end, a row per (code,
+broker, quiet, status webhooks, rate). Logs and profiles go to bench/out/.
 
-    .venv/bin/python bench/chain_bench.py --brokers tansu,kafka --rates 100,250,500 --quiet-ms 0,1500
+    .venv/bin/python bench/chain_bench.py --brokers tansu,kafka --rates 100,200,300 \\
+        --users 300 --per-user 10 --compare /path/to/old/checkout --idle-s 20
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import dataclasses
+import json
+import math
+import re
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.webhook_bench import pct, post
-from ingest.samples import dumps, new_wamid, text_webhook
-from ingest.signature import sign
-from tests.support.stack import APP_SECRET, Sandbox, Stack
+from bench.chain_load import TEXT, Plan, Verdict, build_plan, drive, judge, pct
+from bench.chain_profile import Recording, top_functions
+from bench.chain_stack import ROLES, CodeTree, UpStack, cpu_used, replaced_roles, sample_cpu
+
+HERE = Path(__file__).resolve().parents[1]
+OUT = HERE / "bench" / "out"
+APP_SECRET = "dev-app-secret"
+PHONE_NUMBER_ID = "100000000000001"  # the stack's development default
 
 
-async def drive(url: str, rate: float, duration: float, users: int) -> dict[str, float]:
-    """Send at `rate`; returns message id → scheduled epoch time."""
-    n = int(rate * duration)
-    scheduled: dict[str, float] = {}
-    bodies = []
-    for i in range(n):
-        wamid = new_wamid()
-        body = dumps(text_webhook(f"m{i}", wa_id=f"55119{i % users:08d}", message_id=wamid))
-        bodies.append((wamid, body, sign(body, APP_SECRET)))
-    errors = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+@dataclasses.dataclass
+class Row:
+    code: str
+    broker: str
+    quiet_ms: int
+    status_webhooks: bool
+    rate: float
+    posts: int
+    non_200: int
+    verdict: Verdict
+    window_s: float
+    cpu_s: dict[str, float]
+    stalled: bool
+    hooks: dict[str, Any]
+    notes: list[str]
 
-        async def one(i: int) -> None:
-            nonlocal errors
-            _, body, sig = bodies[i]
-            if await post(session, url, body, sig) != 200:
-                errors += 1
+    def cpu_ms_per_msg(self, role: str | None = None) -> float:
+        used = sum(self.cpu_s.values()) if role is None else self.cpu_s.get(role, 0.0)
+        return used * 1000 / max(self.verdict.answered, 1)
 
-        t0 = time.time() + 0.05
-        tasks = []
-        for i in range(n):
-            at = t0 + i / rate
-            delay = at - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            scheduled[bodies[i][0]] = at
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-    if errors:
-        print(f"    {errors} webhooks not accepted", flush=True)
-    return scheduled
+    def meets(self, slo_ms: float) -> bool:
+        v = self.verdict
+        return v.ok and not self.non_200 and not self.stalled and pct(v.beyond_ms, 99) <= slo_ms
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+@dataclasses.dataclass
+class Idle:
+    code: str
+    broker: str
+    quiet_ms: int
+    seconds: float
+    share: dict[str, float]  # role -> % of one core
 
 
-def cpu_snapshot(stack: Stack) -> dict[str, float]:
-    pids = {**stack.child_pids(), "load generator": os.getpid()}
-    out = {}
-    for name, pid in pids.items():
-        try:
-            out[name] = cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return out
+class Sandbox:
+    def __init__(self, url: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def configure(self, **knobs: Any) -> None:
+        self.http.post("/_sandbox/config", json=knobs).raise_for_status()
+
+    def reset(self) -> None:
+        self.http.delete("/_sandbox/messages").raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.http.get("/_sandbox/stats").json())
+
+    def messages(self) -> list[dict[str, Any]]:
+        resp = self.http.get("/_sandbox/messages")
+        resp.raise_for_status()
+        return list(resp.json())
 
 
-def cpu_report(
-    before: dict[str, float], after: dict[str, float], seconds: float, messages: int
-) -> str:
-    """Where the time went: each process's share of one core while the rate ran, and
-    the CPU time the whole stack spent per message."""
-    used = {name: after[name] - before[name] for name in after if name in before}
-    shares = {name: u / seconds * 100 for name, u in used.items()}
-    total = sum(shares.values())
-    per_msg = {name: u / max(messages, 1) * 1000 for name, u in used.items()}
-    parts = [
-        f"{name} {share:.0f}%" for name, share in sorted(shares.items(), key=lambda kv: -kv[1])
-    ]
-    cost = ", ".join(f"{n} {ms:.2f}" for n, ms in sorted(per_msg.items(), key=lambda kv: -kv[1]))
-    return (
-        f"cpu (% of one core): {', '.join(parts)}; total {total:.0f}% of "
-        f"{os.cpu_count() or 0}00%\n          cpu ms per message: {cost}; "
-        f"total {sum(per_msg.values()):.2f}"
+def wait_for_replies(
+    stack: UpStack, sandbox: Sandbox, plan: Plan, *, hooks: bool, deadline: float, stall_s: float
+) -> tuple[float, bool]:
+    """Until every message has a reply (and, with status webhooks, the sandbox has
+    posted them all); returns (monotonic end, stalled)."""
+    wanted = {(m.wa_id, m.k) for m in plan.messages}
+    last_seen, progress_at, complete = -1, time.monotonic(), False
+    while True:
+        now = time.monotonic()
+        st = sandbox.stats()
+        accepted = int(st.get("accepted", 0))
+        if accepted != last_seen:
+            last_seen, progress_at = accepted, now
+            if accepted >= len(wanted):
+                got = {
+                    (m.group(2), int(m.group(1)))
+                    for r in sandbox.messages()
+                    if (m := echo_key(r)) is not None
+                }
+                complete = wanted <= got
+        if complete and (not hooks or not st.get("webhooks_pending")):
+            return now, False
+        if now > deadline or now - progress_at > stall_s or not stack.alive():
+            return now, True
+        time.sleep(0.25)
+
+
+def echo_key(reply: dict[str, Any]) -> re.Match[str] | None:
+    return TEXT.match((reply.get("body", {}).get("text") or {}).get("body", ""))
+
+
+def measure_idle(stack: UpStack, args: argparse.Namespace) -> dict[str, float]:
+    assert stack.ready_at is not None
+    time.sleep(max(0.0, stack.ready_at + args.idle_wait_s - time.monotonic()))
+    before = sample_cpu(stack.pid)
+    time.sleep(args.idle_s)
+    after = sample_cpu(stack.pid)
+    seconds = after.at - before.at
+    return {role: s / seconds * 100 for role, s in cpu_used(before, after).items()}
+
+
+def warm_up(stack: UpStack, sandbox: Sandbox, args: argparse.Namespace) -> None:
+    """A few messages first, so no step pays for partition assignment or first
+    connections; then the sandbox starts empty."""
+    if args.warmup:
+        plan = build_plan(
+            rate=50, count=args.warmup, users=args.warmup, per_user=1, redeliver=0,
+            redeliver_max_s=0, tag=99, seed=args.seed, secret=APP_SECRET,
+            phone_number_id=PHONE_NUMBER_ID,
+        )  # fmt: skip
+        asyncio.run(drive(f"{stack.url}/webhook", plan))
+        _, stalled = wait_for_replies(
+            stack, sandbox, plan, hooks=True, deadline=time.monotonic() + 120, stall_s=60
+        )
+        if stalled:
+            print("    warm-up: not every message was answered", flush=True)
+    sandbox.reset()
+
+
+def step(
+    stack: UpStack,
+    sandbox: Sandbox,
+    args: argparse.Namespace,
+    *,
+    tag: int,
+    rate: float,
+    quiet_ms: int,
+    hooks: bool,
+) -> Row:
+    count = round(rate * args.duration) if args.duration else args.users * args.per_user
+    plan = build_plan(
+        rate=rate, count=count, users=args.users, per_user=args.per_user,
+        redeliver=args.redeliver, redeliver_max_s=args.redeliver_max_s, tag=tag,
+        seed=args.seed, secret=APP_SECRET, phone_number_id=PHONE_NUMBER_ID,
+    )  # fmt: skip
+    sandbox.configure(status_webhooks=hooks)
+    sandbox.reset()
+    name = f"{stack.code.rev}-{stack.broker}-q{quiet_ms}-{'st' if hooks else 'nost'}-{rate:g}"
+    recordings = []
+    for role in args.profile:
+        for i, pid in enumerate(stack.pids(role)):
+            ext = "json" if args.profile_format == "speedscope" else "svg"
+            path = OUT / "profiles" / f"{name}-{role}{i or ''}.{ext}"
+            recordings.append(Recording(pid, path, args.profile_format))
+    before = sample_cpu(stack.pid)
+    sent = asyncio.run(drive(f"{stack.url}/webhook", plan))
+    last_post = max(at for at, _ in plan.posts)
+    deadline = time.monotonic() + max(0.0, last_post - time.time()) + quiet_ms / 1000
+    end, stalled = wait_for_replies(
+        stack, sandbox, plan, hooks=hooks, deadline=deadline + args.drain_s,
+        stall_s=args.stall_s,
+    )  # fmt: skip
+    after = sample_cpu(stack.pid)
+    notes = [r.stop() for r in recordings]
+    for r in recordings:
+        notes += top_functions(r.out)
+    time.sleep(args.tail_s)  # late duplicates still count
+    verdict = judge(plan, sandbox.messages(), quiet_ms, args.debounce_max_ms, args.debounce_max)
+    stats = sandbox.stats()
+    if verdict.inversions:
+        notes.append("inversions: " + "; ".join(verdict.inversion_examples))
+    if sent.errors:
+        notes.append("post errors: " + "; ".join(sent.errors))
+    if sent.max_lag_s > 0.1:
+        notes.append(f"load generator fell {sent.max_lag_s:.2f}s behind its schedule")
+    if gone := replaced_roles(before, after):
+        notes.append(f"processes replaced during the step: {', '.join(gone)}")
+    return Row(
+        code=stack.code.label,
+        broker=stack.broker,
+        quiet_ms=quiet_ms,
+        status_webhooks=hooks,
+        rate=rate,
+        posts=len(plan.posts),
+        non_200=sum(n for status, n in sent.statuses.items() if status != 200),
+        verdict=verdict,
+        window_s=end - before.at,
+        cpu_s=cpu_used(before, after),
+        stalled=stalled,
+        hooks={**stats.get("webhooks", {}), "pending": stats.get("webhooks_pending", 0)},
+        notes=notes,
     )
 
 
-def collect(sandbox: Sandbox, scheduled: dict[str, float], timeout: float) -> list[float]:
-    deadline = time.time() + timeout
-    latencies: dict[str, float] = {}
-    while time.time() < deadline and len(latencies) < len(scheduled):
-        for m in sandbox.messages():
-            mid = m["body"].get("context", {}).get("message_id")
-            if mid in scheduled and mid not in latencies:
-                latencies[mid] = (
-                    datetime.fromisoformat(m["received_at"]).timestamp() - scheduled[mid]
-                )
-        time.sleep(0.5)
-    return list(latencies.values())
+def describe(row: Row) -> str:
+    v = row.verdict
+    split = ", ".join(f"{r} {row.cpu_ms_per_msg(r):.2f}" for r in ROLES if r in row.cpu_s)
+    shares = ", ".join(
+        f"{r} {row.cpu_s[r] / row.window_s * 100:.0f}%" for r in ROLES if r in row.cpu_s
+    )
+    text = (
+        f"    {row.rate:g}/s status webhooks {'on' if row.status_webhooks else 'off'}: "
+        f"answered {v.answered}/{v.messages} (posts {row.posts}, non-200 {row.non_200}), "
+        f"missing {v.missing}, duplicates {v.duplicates}, inversions {v.inversions}, "
+        f"users with a wrong reply count {v.users_wrong}{', STALLED' if row.stalled else ''}\n"
+        f"      beyond debounce p50 {pct(v.beyond_ms, 50):.0f} p95 {pct(v.beyond_ms, 95):.0f} "
+        f"p99 {pct(v.beyond_ms, 99):.0f} max {max(v.beyond_ms, default=math.nan):.0f} ms; "
+        f"replies/s {v.throughput:.0f}; window {row.window_s:.1f}s\n"
+        f"      cpu ms per answered message: {split}; total {row.cpu_ms_per_msg():.2f}\n"
+        f"      cpu % of one core over the window: {shares}\n"
+        f"      status webhooks (sandbox): {row.hooks}"
+    )
+    return "\n".join([text, *(f"      {n}" for n in row.notes)])
 
 
-def run(kind: str, rates: list[float], duration: float, quiet_ms: int, users: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(
-            Path(tmp),
-            broker=kind,
-            ENGINE="echo",
-            DEBOUNCE_QUIET_MS=str(quiet_ms),
-            SEND_RATE_PER_S="100000",
-            SEND_BURST="100000",
-            LOG_LEVEL="WARNING",
-        ).start()
-        sandbox = Sandbox(stack)
-        sandbox.configure(status_webhooks=False)
+def run_stack(
+    code: CodeTree, broker: str, quiet_ms: int, args: argparse.Namespace, rows: list[Row],
+    idles: list[Idle],
+) -> None:  # fmt: skip
+    env = {
+        "ENGINE": "echo",
+        "DEBOUNCE_QUIET_MS": str(quiet_ms),
+        "SEND_RATE_PER_S": str(args.send_rate or 100000),
+        "LOG_LEVEL": args.log_level,
+        "WORKERS": str(args.workers),
+    }
+    if not args.send_rate:
+        env["SEND_BURST"] = "100000"
+    env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="chain-bench-") as tmp:
+        log = OUT / "logs" / f"{code.rev}-{broker}-q{quiet_ms}-{time.strftime('%H%M%S')}.log"
+        stack = UpStack(code, Path(tmp), broker, env, log)
+        where = stack.check_imports()
+        print(f"\n== code {code.label} ({code.path}, imports {where}) broker={broker} "
+              f"DEBOUNCE_QUIET_MS={quiet_ms}; log {log}", flush=True)  # fmt: skip
+        t0 = time.monotonic()
         try:
-            print(f"broker={kind} DEBOUNCE_QUIET_MS={quiet_ms} users={users}", flush=True)
-            for rate in rates:
-                httpx.delete(f"{sandbox.url}/_sandbox/messages", timeout=10)
-                cpu_before, t0 = cpu_snapshot(stack), time.monotonic()
-                scheduled = asyncio.run(drive(f"{stack.url}/webhook", rate, duration, users))
-                lat = [
-                    x * 1000 - quiet_ms for x in collect(sandbox, scheduled, timeout=60 + duration)
-                ]
-                cpu = cpu_report(
-                    cpu_before, cpu_snapshot(stack), time.monotonic() - t0, len(scheduled)
-                )
-                got = len(lat)
-                print(
-                    f"  {rate:6.0f}/s: replies {got}/{len(scheduled)}  beyond debounce: "
-                    f"p50={pct(lat, 50):.0f}ms p95={pct(lat, 95):.0f}ms p99={pct(lat, 99):.0f}ms",
-                    flush=True,
-                )
-                print(f"          {cpu}", flush=True)
+            stack.start()
+            print(f"  up in {time.monotonic() - t0:.1f}s", flush=True)
+            sandbox = Sandbox(stack.sandbox_url)
+            if args.idle_s:
+                share = measure_idle(stack, args)
+                idles.append(Idle(code.label, broker, quiet_ms, args.idle_s, share))
+                print("  idle cpu (% of one core): " + ", ".join(
+                    f"{r} {share[r]:.1f}" for r in ROLES if r in share
+                ) + f"; total {sum(share.values()):.1f}", flush=True)  # fmt: skip
+            warm_up(stack, sandbox, args)
+            tag = 0
+            for hooks in args.status_webhooks:
+                for rate in args.rates:
+                    tag += 1
+                    row = step(
+                        stack, sandbox, args, tag=tag, rate=rate, quiet_ms=quiet_ms, hooks=hooks
+                    )
+                    rows.append(row)
+                    print(describe(row), flush=True)
+                    if not stack.alive():
+                        print("  the stack exited:\n" + stack.output(), flush=True)
+                        return
+        except (RuntimeError, httpx.HTTPError) as exc:
+            print(f"  failed: {exc}", flush=True)
         finally:
-            stack.stop()
+            code_rc = stack.stop()
+            if code_rc not in (0, None):
+                print(f"  zapstream up exited with {code_rc}", flush=True)
+            if stack.problems:
+                print("  warnings/errors in the stack's output: " + ", ".join(
+                    f"{k} ×{n}" for k, n in stack.problems.most_common()
+                ), flush=True)  # fmt: skip
+                for line in stack.problem_samples[:5]:
+                    print(f"    {line}", flush=True)
 
 
-def main() -> None:
+def table(rows: list[Row], idles: list[Idle], slo_ms: float) -> str:
+    head = (
+        f"{'code':<10} {'broker':<6} {'quiet':>5} {'st':<3} {'rate':>5} {'answered':>11} "
+        f"{'miss':>4} {'dup':>4} {'inv':>4} {'n200':>4} {'p50':>6} {'p95':>6} {'p99':>6} "
+        f"{'rep/s':>6} | {'cpu ms/msg':>10} " + " ".join(f"{r:>7}" for r in ROLES)
+    )
+    lines = ["", "reply latency beyond debounce in ms; cpu ms per answered message", head]
+    lines.append("-" * len(head))
+    for r in rows:
+        v = r.verdict
+        lines.append(
+            f"{r.code:<10} {r.broker:<6} {r.quiet_ms:>5} {'on' if r.status_webhooks else 'off':<3} "
+            f"{r.rate:>5g} {f'{v.answered}/{v.messages}':>11} {v.missing:>4} {v.duplicates:>4} "
+            f"{v.inversions:>4} {r.non_200:>4} {pct(v.beyond_ms, 50):>6.0f} "
+            f"{pct(v.beyond_ms, 95):>6.0f} {pct(v.beyond_ms, 99):>6.0f} {v.throughput:>6.0f} | "
+            f"{r.cpu_ms_per_msg():>10.2f} "
+            + " ".join(f"{r.cpu_ms_per_msg(role):>7.2f}" for role in ROLES)
+            + (" STALLED" if r.stalled else "")
+        )
+    groups: dict[tuple[str, str, int, bool], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.code, r.broker, r.quiet_ms, r.status_webhooks), []).append(r)
+    lines.append(
+        f"\nsustained: highest rate with every message answered once, in order, no non-200, "
+        f"p99 beyond debounce <= {slo_ms:g} ms"
+    )
+    for (code, broker, quiet, hooks), group in groups.items():
+        good = [r.rate for r in group if r.meets(slo_ms)]
+        best = f"{max(good):g}/s" if good else f"none of {', '.join(f'{r.rate:g}' for r in group)}"
+        lines.append(
+            f"  {code:<10} {broker:<6} quiet {quiet:>4} st {'on ' if hooks else 'off'} {best}"
+        )
+    if idles:
+        lines.append(f"\nidle cpu, % of one core ({idles[0].seconds:g}s, no traffic)")
+        lines.append(
+            f"{'code':<10} {'broker':<6} {'quiet':>5} {'total':>7} "
+            + " ".join(f"{r:>7}" for r in ROLES)
+        )
+        for i in idles:
+            lines.append(
+                f"{i.code:<10} {i.broker:<6} {i.quiet_ms:>5} {sum(i.share.values()):>7.1f} "
+                + " ".join(f"{i.share.get(r, 0.0):>7.1f}" for r in ROLES)
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a code tree to measure (repeatable; default: this checkout)",
+    )
+    ap.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="measure DIR too, before the --code trees (e.g. an old commit's worktree)",
+    )
     ap.add_argument("--brokers", default="tansu")
-    ap.add_argument("--rates", default="100,250,500")
-    ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--quiet-ms", default="0", help="comma list of DEBOUNCE_QUIET_MS values")
-    ap.add_argument("--users", type=int, default=5000)
-    args = ap.parse_args()
-    for kind in args.brokers.split(","):
-        for q in args.quiet_ms.split(","):
-            run(kind, [float(r) for r in args.rates.split(",")], args.duration, int(q), args.users)
+    ap.add_argument("--rates", default="100,200,300", help="webhooks per second, comma list")
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of load per rate (default: one cohort, users × per-user / rate)",
+    )
+    ap.add_argument("--quiet-ms", default="0", help="DEBOUNCE_QUIET_MS values, comma list")
+    ap.add_argument("--users", type=int, default=300)
+    ap.add_argument("--per-user", type=int, default=10)
+    ap.add_argument(
+        "--redeliver",
+        type=float,
+        default=0.05,
+        help="fraction of webhooks posted twice (same message id)",
+    )
+    ap.add_argument(
+        "--redeliver-max-s",
+        type=float,
+        default=3.0,
+        help="a redelivery comes 0..this many seconds after the first delivery",
+    )
+    ap.add_argument("--status-webhooks", default="on", help="on, off or on,off")
+    ap.add_argument(
+        "--idle-s", type=float, default=0.0, help="measure idle CPU for this long (0: skip)"
+    )
+    ap.add_argument(
+        "--idle-wait-s", type=float, default=10.0, help="idle measure starts this long after ready"
+    )
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument(
+        "--send-rate", type=float, default=None, help="SEND_RATE_PER_S (default: lifted to 100000)"
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for the stack (repeatable)",
+    )
+    ap.add_argument("--warmup", type=int, default=20, help="messages answered before measuring")
+    ap.add_argument(
+        "--drain-s",
+        type=float,
+        default=60.0,
+        help="longest wait for replies after the last post (+ quiet time)",
+    )
+    ap.add_argument(
+        "--stall-s", type=float, default=30.0, help="give up after this long without a reply"
+    )
+    ap.add_argument("--tail-s", type=float, default=1.0, help="wait this long for late duplicates")
+    ap.add_argument(
+        "--slo-ms",
+        type=float,
+        default=2000.0,
+        help="p99 beyond debounce that a sustained rate must meet",
+    )
+    ap.add_argument(
+        "--profile",
+        default="",
+        help="py-spy record these processes: worker, api, sink, sandbox, up",
+    )
+    ap.add_argument("--profile-format", default="speedscope", choices=["speedscope", "flamegraph"])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = ap.parse_args(argv)  # fmt: skip
+    args.rates = [float(r) for r in args.rates.split(",")]
+    args.quiet = [int(q) for q in args.quiet_ms.split(",")]
+    args.brokers = args.brokers.split(",")
+    args.status_webhooks = [s.strip() == "on" for s in args.status_webhooks.split(",")]
+    args.profile = [p for p in args.profile.split(",") if p]
+    env = dict(kv.split("=", 1) for kv in args.env)
+    args.debounce_max_ms = int(env.get("DEBOUNCE_MAX_MS", 5000))
+    args.debounce_max = int(env.get("DEBOUNCE_MAX_MESSAGES", 10))
+    args.trees = [CodeTree.at(d) for d in args.compare + (args.code or [str(HERE)])]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    rows: list[Row] = []
+    idles: list[Idle] = []
+    print("code trees: " + ", ".join(f"{t.label} = {t.path}" for t in args.trees), flush=True)
+    for broker in args.brokers:
+        for quiet in args.quiet:
+            for code in args.trees:
+                run_stack(code, broker, quiet, args, rows, idles)
+    print(table(rows, idles, args.slo_ms), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([_row_json(r) for r in rows], indent=1))
+
+
+def _row_json(r: Row) -> dict[str, Any]:
+    v = r.verdict
+    out = {k: getattr(r, k) for k in ("code", "broker", "quiet_ms", "status_webhooks", "rate")}
+    return out | {
+        "answered": v.answered, "messages": v.messages, "missing": v.missing,
+        "duplicates": v.duplicates, "inversions": v.inversions, "non_200": r.non_200,
+        "p50_ms": pct(v.beyond_ms, 50), "p95_ms": pct(v.beyond_ms, 95),
+        "p99_ms": pct(v.beyond_ms, 99), "replies_per_s": v.throughput, "stalled": r.stalled,
+        "cpu_ms_per_msg": {k: r.cpu_ms_per_msg(k) for k in r.cpu_s} | {"total": r.cpu_ms_per_msg()},
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
