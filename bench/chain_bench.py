@@ -12,8 +12,12 @@ outside: every message answered exactly once, per-user order inversions, latency
 POST to the sandbox's receipt beyond debounce, and the CPU time of each of the
 stack's processes (found as the descendants of the `up` process) per answered
 message. `--idle-s` also measures each process's CPU while idle (after
-`--idle-wait-s` from ready, no traffic). One table at the end, a row per (code,
-broker, quiet, status webhooks, rate). Logs and profiles go to bench/out/.
+`--idle-wait-s` from ready, no traffic), and then also the CPU per message net of
+that idle burn (the CPU window runs from the first post until the last reply is in and
+the sandbox has posted its status webhooks). One table at the end, a row per (code,
+broker, quiet, status webhooks, rate); a step "meets" the sustained rate when every
+message was answered once, in order, with no webhook refused and p99 within --slo-ms.
+Logs and profiles go to bench/out/.
 
     .venv/bin/python bench/chain_bench.py --brokers tansu,kafka --rates 100,200,300 \\
         --users 300 --per-user 10 --compare /path/to/old/checkout --idle-s 20
@@ -54,14 +58,23 @@ class Row:
     quiet_ms: int
     status_webhooks: bool
     rate: float
+    users: int
     posts: int
     non_200: int
     verdict: Verdict
     window_s: float
     cpu_s: dict[str, float]
     stalled: bool
-    hooks: dict[str, Any]
+    sandbox: dict[str, Any]  # the sandbox's counters after the step
     notes: list[str]
+    idle_pct: float | None = None  # the whole stack's idle CPU, % of one core, if measured
+
+    def net_cpu_ms_per_msg(self) -> float:
+        """CPU per answered message above what the stack burns idle over the window."""
+        if self.idle_pct is None:
+            return math.nan
+        idle = self.idle_pct / 100 * self.window_s
+        return (sum(self.cpu_s.values()) - idle) * 1000 / max(self.verdict.answered, 1)
 
     def cpu_ms_per_msg(self, role: str | None = None) -> float:
         used = sum(self.cpu_s.values()) if role is None else self.cpu_s.get(role, 0.0)
@@ -213,13 +226,15 @@ def step(
         quiet_ms=quiet_ms,
         status_webhooks=hooks,
         rate=rate,
+        users=len({m.wa_id for m in plan.messages}),
         posts=len(plan.posts),
         non_200=sum(n for status, n in sent.statuses.items() if status != 200),
         verdict=verdict,
         window_s=end - before.at,
         cpu_s=cpu_used(before, after),
         stalled=stalled,
-        hooks={**stats.get("webhooks", {}), "pending": stats.get("webhooks_pending", 0)},
+        sandbox={k: stats.get(k) for k in ("requests", "accepted", "reads", "rejected")}
+        | {"webhooks": stats.get("webhooks"), "webhooks_pending": stats.get("webhooks_pending")},
         notes=notes,
     )
 
@@ -232,15 +247,17 @@ def describe(row: Row) -> str:
     )
     text = (
         f"    {row.rate:g}/s status webhooks {'on' if row.status_webhooks else 'off'}: "
-        f"answered {v.answered}/{v.messages} (posts {row.posts}, non-200 {row.non_200}), "
+        f"{row.users} users: answered {v.answered}/{v.messages} (posts {row.posts}, "
+        f"non-200 {row.non_200}), "
         f"missing {v.missing}, duplicates {v.duplicates}, inversions {v.inversions}, "
         f"users with a wrong reply count {v.users_wrong}{', STALLED' if row.stalled else ''}\n"
         f"      beyond debounce p50 {pct(v.beyond_ms, 50):.0f} p95 {pct(v.beyond_ms, 95):.0f} "
         f"p99 {pct(v.beyond_ms, 99):.0f} max {max(v.beyond_ms, default=math.nan):.0f} ms; "
         f"replies/s {v.throughput:.0f}; window {row.window_s:.1f}s\n"
-        f"      cpu ms per answered message: {split}; total {row.cpu_ms_per_msg():.2f}\n"
+        f"      cpu ms per answered message: {split}; total {row.cpu_ms_per_msg():.2f}"
+        f"{f'; net of idle {row.net_cpu_ms_per_msg():.2f}' if row.idle_pct is not None else ''}\n"
         f"      cpu % of one core over the window: {shares}\n"
-        f"      status webhooks (sandbox): {row.hooks}"
+        f"      sandbox: {row.sandbox}"
     )
     return "\n".join([text, *(f"      {n}" for n in row.notes)])
 
@@ -277,6 +294,7 @@ def run_stack(
                     f"{r} {share[r]:.1f}" for r in ROLES if r in share
                 ) + f"; total {sum(share.values()):.1f}", flush=True)  # fmt: skip
             warm_up(stack, sandbox, args)
+            idle_pct = sum(idles[-1].share.values()) if args.idle_s else None
             tag = 0
             for hooks in args.status_webhooks:
                 for rate in args.rates:
@@ -284,6 +302,7 @@ def run_stack(
                     row = step(
                         stack, sandbox, args, tag=tag, rate=rate, quiet_ms=quiet_ms, hooks=hooks
                     )
+                    row.idle_pct = idle_pct
                     rows.append(row)
                     print(describe(row), flush=True)
                     if not stack.alive():
@@ -307,9 +326,14 @@ def table(rows: list[Row], idles: list[Idle], slo_ms: float) -> str:
     head = (
         f"{'code':<10} {'broker':<6} {'quiet':>5} {'st':<3} {'rate':>5} {'answered':>11} "
         f"{'miss':>4} {'dup':>4} {'inv':>4} {'n200':>4} {'p50':>6} {'p95':>6} {'p99':>6} "
-        f"{'rep/s':>6} | {'cpu ms/msg':>10} " + " ".join(f"{r:>7}" for r in ROLES)
+        f"{'rep/s':>6} | {'cpu ms/msg':>10} {'net':>6} " + " ".join(f"{r:>7}" for r in ROLES)
     )
-    lines = ["", "reply latency beyond debounce in ms; cpu ms per answered message", head]
+    lines = [
+        "",
+        "reply latency beyond debounce in ms; cpu ms per answered message (net: less the "
+        "stack's idle cpu over the same time, with --idle-s)",
+        head,
+    ]
     lines.append("-" * len(head))
     for r in rows:
         v = r.verdict
@@ -318,7 +342,7 @@ def table(rows: list[Row], idles: list[Idle], slo_ms: float) -> str:
             f"{r.rate:>5g} {f'{v.answered}/{v.messages}':>11} {v.missing:>4} {v.duplicates:>4} "
             f"{v.inversions:>4} {r.non_200:>4} {pct(v.beyond_ms, 50):>6.0f} "
             f"{pct(v.beyond_ms, 95):>6.0f} {pct(v.beyond_ms, 99):>6.0f} {v.throughput:>6.0f} | "
-            f"{r.cpu_ms_per_msg():>10.2f} "
+            f"{r.cpu_ms_per_msg():>10.2f} {r.net_cpu_ms_per_msg():>6.2f} "
             + " ".join(f"{r.cpu_ms_per_msg(role):>7.2f}" for role in ROLES)
             + (" STALLED" if r.stalled else "")
         )
@@ -459,7 +483,11 @@ def main() -> None:
     print(table(rows, idles, args.slo_ms), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([_row_json(r) for r in rows], indent=1))
+        doc = {
+            "rows": [_row_json(r) for r in rows],
+            "idle_pct_of_one_core": [dataclasses.asdict(i) for i in idles],
+        }
+        args.json.write_text(json.dumps(doc, indent=1))
 
 
 def _row_json(r: Row) -> dict[str, Any]:
@@ -470,7 +498,7 @@ def _row_json(r: Row) -> dict[str, Any]:
         "duplicates": v.duplicates, "inversions": v.inversions, "non_200": r.non_200,
         "p50_ms": pct(v.beyond_ms, 50), "p95_ms": pct(v.beyond_ms, 95),
         "p99_ms": pct(v.beyond_ms, 99), "replies_per_s": v.throughput, "stalled": r.stalled,
-        "cpu_ms_per_msg": {k: r.cpu_ms_per_msg(k) for k in r.cpu_s} | {"total": r.cpu_ms_per_msg()},
+        "cpu_ms_per_msg": {k: r.cpu_ms_per_msg(k) for k in r.cpu_s} | {"total": r.cpu_ms_per_msg(), "net_of_idle": r.net_cpu_ms_per_msg()},
     }  # fmt: skip
 
 

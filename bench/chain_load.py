@@ -97,10 +97,12 @@ def build_plan(
     seed: int,
     secret: str,
     phone_number_id: str,
-    lead_s: float = 0.5,
+    lead_s: float = 0.2,
 ) -> Plan:
     """`count` messages at `rate`, from ceil(count / (users × per_user)) cohorts of
-    fresh users (tag keeps users of different rate steps apart)."""
+    fresh users (tag keeps users of different rate steps apart). Fewer messages than
+    one cohort means fewer users, so that each still sends `per_user` messages."""
+    users = max(1, min(users, count // per_user))
     rng = random.Random(seed * 1000 + tag)
     start = time.time() + lead_s
     order: list[tuple[str, int]] = []
