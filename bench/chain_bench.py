@@ -342,7 +342,7 @@ def table(rows: list[Row], idles: list[Idle], slo_ms: float) -> str:
             f"{r.rate:>5g} {f'{v.answered}/{v.messages}':>11} {v.missing:>4} {v.duplicates:>4} "
             f"{v.inversions:>4} {r.non_200:>4} {pct(v.beyond_ms, 50):>6.0f} "
             f"{pct(v.beyond_ms, 95):>6.0f} {pct(v.beyond_ms, 99):>6.0f} {v.throughput:>6.0f} | "
-            f"{r.cpu_ms_per_msg():>10.2f} {r.net_cpu_ms_per_msg():>6.2f} "
+            f"{r.cpu_ms_per_msg():>10.2f} {'-' if r.idle_pct is None else f'{r.net_cpu_ms_per_msg():.2f}':>6} "
             + " ".join(f"{r.cpu_ms_per_msg(role):>7.2f}" for role in ROLES)
             + (" STALLED" if r.stalled else "")
         )
