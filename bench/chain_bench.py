@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import re
 import sys
 import tempfile
@@ -40,7 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.chain_load import TEXT, Plan, build_plan, drive, judge
+from bench.chain_load import TEXT, Plan, build_plan, drive, judge, pct
 from bench.chain_profile import Recording, top_functions
 from bench.chain_report import Idle, Row, describe, row_json, table
 from bench.chain_stack import ROLES, CodeTree, UpStack, cpu_used, replaced_roles, sample_cpu
@@ -176,6 +177,16 @@ def step(
         notes.append("inversions: " + "; ".join(verdict.inversion_examples))
     if sent.errors:
         notes.append("post errors: " + "; ".join(sent.errors))
+    notes.append(
+        f"webhook answered in p50 {pct(sent.answer_ms, 50):.0f} p99 {pct(sent.answer_ms, 99):.0f} "
+        f"max {max(sent.answer_ms, default=math.nan):.0f} ms"
+        + (
+            f"; {len(sent.held_ms)} posts waited for the user's previous one "
+            f"(max {max(sent.held_ms):.0f} ms)"
+            if sent.held_ms
+            else ""
+        )
+    )
     if sent.max_lag_s > 0.1:
         notes.append(f"load generator fell {sent.max_lag_s:.2f}s behind its schedule")
     if gone := replaced_roles(before, after):

@@ -138,6 +138,8 @@ class Sent:
     statuses: collections.Counter[int]
     max_lag_s: float
     errors: list[str] = field(default_factory=list)
+    answer_ms: list[float] = field(default_factory=list)  # POST to the webhook's answer
+    held_ms: list[float] = field(default_factory=list)  # waiting on the user's previous POST
 
 
 async def drive(url: str, plan: Plan, connections: int = 256) -> Sent:
@@ -163,13 +165,17 @@ async def drive(url: str, plan: Plan, connections: int = 256) -> Sent:
         async def one(i: int, redelivery: bool) -> None:
             m = plan.messages[i]
             try:
-                if not redelivery and i in previous:
+                if not redelivery and i in previous and not answered[previous[i]].is_set():
+                    t = time.monotonic()
                     await answered[previous[i]].wait()
+                    sent.held_ms.append((time.monotonic() - t) * 1000)
+                t = time.monotonic()
                 async with session.post(
                     url, data=m.body, headers={**headers, "x-hub-signature-256": m.signature}
                 ) as r:
                     await r.read()
                     sent.statuses[r.status] += 1
+                sent.answer_ms.append((time.monotonic() - t) * 1000)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 sent.statuses[0] += 1
                 if len(sent.errors) < 5:
