@@ -351,11 +351,17 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         # Read it again once the flow is back and the seek done.
                         redeliver.setdefault(tp, offset)
                         continue
-                    delivery = asyncio.ensure_future(callback(message))
-                    await self.wait_first(delivery, self.suspend_flow.wait())
-                    if not delivery.done() or delivery.cancelled():
-                        redeliver.setdefault(tp, offset)
-                        continue
+                    if tp.topic in changelogs:
+                        # A table's changelog goes to the recovery buffer, never to an
+                        # agent's queue: nothing clears it, so no race to watch for. (A
+                        # task and a wait per record cost most of a recovery's time.)
+                        await callback(message)
+                    else:
+                        delivery = asyncio.ensure_future(callback(message))
+                        await self.wait_first(delivery, self.suspend_flow.wait())
+                        if not delivery.done() or delivery.cancelled():
+                            redeliver.setdefault(tp, offset)
+                            continue
                     read_offset.delivered(tp, offset)
                     if rereads:  # the jump before this offset is over: forget its count
                         rereads.pop((tp, offset), None)
