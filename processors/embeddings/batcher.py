@@ -4,10 +4,15 @@
 
 A batch closes when `max_batch` texts wait or when the oldest has waited `linger_ms`
 (whichever comes first; a batch that waits for the encoder to finish the previous one
-goes at once). Its texts are sorted by length into inner batches of `inner_batch`
-(little padding) and encoded in ONE worker thread, so the event loop never runs model
-code and the process never encodes two batches at once. Each caller's future gets
-its own row, whatever the sort did.
+goes at once). Its texts are sorted by length and encoded in ONE worker thread, so the
+event loop never runs model code and the process never encodes two batches at once.
+Each caller's future gets its own row, whatever the sort did.
+
+Inner batches: both encoders already cut what they get into length-sorted inner
+batches of 8 by token count, so by default (`inner_batch=None`) the sorted batch goes
+to the encoder in one call; measured with the int8 encoder, cutting it here into
+calls of 8 (by characters) cost 10-15 % more CPU. Give `inner_batch` for an encoder
+that pads whatever it gets into one batch.
 
 Backpressure: at most `max_pending` texts are queued or being encoded; `embed` waits
 for room beyond that. Errors fail the futures of their batch only: an encoder
@@ -57,15 +62,16 @@ class EmbeddingBatcher:
         max_batch: int = 64,
         linger_ms: float = 5.0,
         max_pending: int = 1024,
-        inner_batch: int = 8,
+        inner_batch: int | None = None,
     ) -> None:
-        if max_batch < 1 or inner_batch < 1 or max_pending < 1 or linger_ms < 0:
+        small = inner_batch is not None and inner_batch < 1
+        if max_batch < 1 or small or max_pending < 1 or linger_ms < 0:
             raise ValueError("max_batch, inner_batch and max_pending must be >= 1, linger_ms >= 0")
         self._encode = encode
         self.max_batch = max_batch
         self.linger_s = linger_ms / 1000.0
         self.max_pending = max_pending
-        self.inner_batch = inner_batch
+        self.inner_batch = max_batch if inner_batch is None else inner_batch
         self._queue: deque[_Item] = deque()
         self._arrived = asyncio.Event()
         self._room = asyncio.Semaphore(max_pending)
@@ -178,7 +184,7 @@ class EmbeddingBatcher:
             self._release(len(batch))
 
     def _encode_sorted(self, texts: list[str]) -> FloatArray:
-        """In the worker thread: length-sorted inner batches, rows back in caller order."""
+        """In the worker thread: length-sorted (inner) batches, rows back in caller order."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: FloatArray | None = None
         for start in range(0, len(order), self.inner_batch):

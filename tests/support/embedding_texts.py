@@ -74,3 +74,16 @@ ALL: list[str] = PORTUGUESE + ENGLISH
 def corpus(n: int) -> list[str]:
     """`n` texts cycling through ALL, each made distinct by a trailing counter."""
     return [f"{ALL[i % len(ALL)]} {i // len(ALL)}" if i >= len(ALL) else ALL[i] for i in range(n)]
+
+
+# Translations, for measuring how the model relates the two languages.
+TRANSLATIONS: list[tuple[str, str]] = [
+    ("quero cancelar meu pedido", "I want to cancel my order"),
+    ("qual o horário de funcionamento da loja amanhã?", "what time does the store open tomorrow?"),
+    ("meu cartão foi recusado", "my card was declined"),
+    ("a entrega está atrasada há três dias", "the delivery is three days late"),
+    ("esqueci minha senha", "I forgot my password"),
+    ("o produto veio quebrado", "the product arrived broken"),
+    ("obrigado pela ajuda", "thanks for the help"),
+    ("posso falar com um atendente?", "can I talk to an agent?"),
+]

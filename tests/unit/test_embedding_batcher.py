@@ -43,7 +43,7 @@ def expected(text: str) -> list[float]:
 
 async def test_concurrent_texts_are_encoded_in_batches_of_at_most_max_batch() -> None:
     fake = FakeEncoder()
-    async with EmbeddingBatcher(fake, max_batch=4, linger_ms=20, inner_batch=8) as batcher:
+    async with EmbeddingBatcher(fake, max_batch=4, linger_ms=20) as batcher:
         texts = [f"text {i}" for i in range(10)]
         vectors = await asyncio.gather(*(batcher.embed(str(i), t) for i, t in enumerate(texts)))
     assert [len(call) for call in fake.calls] == [4, 4, 2]
@@ -91,6 +91,15 @@ async def test_inner_batches_are_sorted_by_length_and_each_caller_gets_its_own_r
     assert [len(call) for call in fake.calls] == [3, 3, 3, 1]
     lengths = [len(t) for call in fake.calls for t in call]
     assert lengths == sorted(lengths)
+
+
+async def test_by_default_a_batch_goes_to_the_encoder_in_one_call_sorted_by_length() -> None:
+    fake = FakeEncoder()
+    texts = ["a much longer text", "hi", "medium one"]
+    async with EmbeddingBatcher(fake, max_batch=64, linger_ms=20) as batcher:
+        vectors = await asyncio.gather(*(batcher.embed(str(i), t) for i, t in enumerate(texts)))
+    assert fake.calls == [["hi", "medium one", "a much longer text"]]
+    assert [v.tolist() for v in vectors] == [expected(t) for t in texts]
 
 
 async def test_the_encoder_runs_in_one_worker_thread_off_the_event_loop() -> None:
