@@ -112,8 +112,8 @@ def build_int8(model: ModelFolder, target: Path) -> None:
             "versions": {name: _version(name) for name in _VERSIONED},
         }
         (work / FILE_NAME).with_suffix(".json").write_text(json.dumps(meta, indent=2))
-        os.replace(work / FILE_NAME, target)
         os.replace((work / FILE_NAME).with_suffix(".json"), target.with_suffix(".json"))
+        os.replace(work / FILE_NAME, target)  # last: its presence means "built"
 
 
 def export_fp32(model: ModelFolder, target: Path, tokens: Tokens) -> list[str]:
