@@ -75,7 +75,7 @@ def worker() -> None:
 @cli.command()
 def sink() -> None:
     """Run the DuckDB sink: exactly one per DuckDB file."""
-    from zapstream.runners import run_sink
+    from sinks.service import run_sink
 
     run_sink(load_settings())
 

@@ -5,12 +5,14 @@
     │   ├── BrokerUnavailable       the broker did not acknowledge in time
     │   ├── GraphTransientError     Graph API 5xx, timeouts, connection errors
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
-    │   └── SinkBusy                the DuckDB file is held by another process
+    │   ├── SinkBusy                the DuckDB file is held by another process
+    │   └── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
     └── PermanentError              retrying cannot help: reject or dead-letter
         ├── ConfigurationError      a setting is missing or wrong
         ├── InvalidSignature        X-Hub-Signature-256 missing or wrong
         ├── InvalidPayload          a body that is not JSON, or an event that does not decode
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
+        ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
         └── GraphPermanentError     Graph API error that retrying cannot fix
 
 Context is ids and codes, never tokens or raw phone numbers.
@@ -63,6 +65,19 @@ class BrokerUnavailable(RetryableError):
 
 class SinkBusy(RetryableError):
     pass
+
+
+class SinkStorageUnavailable(RetryableError):
+    """A DuckDB load failed for a reason of the moment: the same batch is tried again."""
+
+
+class RowNotLoadable(PermanentError):
+    """A table's rows were refused for a reason that retrying cannot change."""
+
+    def __init__(self, table: str, reason: str) -> None:
+        super().__init__(f"{table}: {reason}")
+        self.table = table
+        self.reason = reason
 
 
 class GraphError(ZapstreamError):
