@@ -41,7 +41,8 @@ from schemas.topics import Topics, all_topic_specs  # noqa: E402
 from sinks.batch import decode_batch  # noqa: E402
 from sinks.loader import Loader  # noqa: E402
 from sinks.routes import routes  # noqa: E402
-from zapstream.broker import free_port, make_broker  # noqa: E402
+from zapstream.brokers.factory import make_broker  # noqa: E402
+from zapstream.brokers.process import free_port  # noqa: E402
 from zapstream.kafka_admin import ensure_topics_sync  # noqa: E402
 from zapstream.settings import Settings  # noqa: E402
 

@@ -3,7 +3,9 @@
 POST /webhook answers:
 - 200 once the broker has acknowledged every event of the body (acks=all);
 - 401 bad or missing X-Hub-Signature-256; 413 body over the limit; 400 not JSON;
-- 503 when the broker is down or slow: Meta retries for days, nothing is lost.
+- 503 when the broker is down or slow: Meta retries for days, nothing is lost. The
+  log says where and why (the address and e.g. "connection refused"), once when it
+  starts and then every LOG_EVERY_S at most, not once per request.
 A signed JSON body of a shape we do not know is kept raw on its own topic (200).
 """
 
@@ -28,17 +30,24 @@ from ingest.publisher import Outgoing, Publisher, to_outgoing
 from ingest.signature import verify_signature
 from schemas.events import WebhookUnrecognized
 from schemas.topics import Topics, all_topic_specs
-from zapstream.broker import broker_answers
 from zapstream.errors import (
     BrokerUnavailable,
+    ConfigurationError,
     InvalidPayload,
     InvalidSignature,
     PayloadTooLarge,
+    ZapstreamError,
 )
 from zapstream.kafka_admin import ensure_topics
+from zapstream.kafka_diagnosis import diagnose
+from zapstream.kafka_probe import broker_answers
+from zapstream.log_throttle import LogThrottle
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.ingest")
+
+LOG_EVERY_S = 15.0
+"""A broker problem is logged when it starts, then at most this often per reason."""
 
 
 def _error(status: int, error: str, detail: str) -> JSONResponse:
@@ -97,12 +106,20 @@ def outgoing_for(payload: Any, body: bytes, topics: Topics) -> list[Outgoing]:
 class _Connector:
     """Keeps the publisher usable. The API starts (and stays up) while the broker is
     down, answering 503 at once until it is back; after an outage it re-creates any
-    missing topic before accepting again (a restarted Tansu has lost them all)."""
+    missing topic before accepting again (a restarted Tansu has lost them all).
+
+    A failed attempt is diagnosed (`zapstream.kafka_diagnosis`): `problem` holds the
+    address and the real reason, logged rate-limited with the 503s it causes. A
+    mistake (unknown host, refused TLS/SASL) ends the process at start (`run_api`);
+    seen later, it is logged as an error and retried like an outage."""
 
     def __init__(self, settings: Settings, publisher: Publisher) -> None:
         self.settings = settings
         self.publisher = publisher
         self.connected = asyncio.Event()
+        self.problem: ZapstreamError | None = None
+        """Why the last connection attempt failed (None: connected, or not tried yet)."""
+        self._throttle = LogThrottle(LOG_EVERY_S)
         self._task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -125,16 +142,35 @@ class _Connector:
                     await self.publisher.start()
                     self._started = True
                 self.connected.set()
-                log.info("broker reachable; accepting webhooks")
+                self.problem = None
+                log.info("broker reachable at %s; accepting webhooks", bootstrap)
                 return
             except Exception as exc:
                 if not self._started:
                     await self.publisher.stop()
-                log.warning(
-                    "broker not reachable (%s); retrying in %.1fs", type(exc).__name__, delay
+                self.problem = await diagnose(bootstrap) or BrokerUnavailable(
+                    f"{type(exc).__name__}: {exc}", address=bootstrap
                 )
+                self._log_problem()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _log_problem(self) -> None:
+        held = self._throttle.ready(str(self.problem))
+        if held is None:
+            return
+        level = logging.ERROR if isinstance(self.problem, ConfigurationError) else logging.WARNING
+        more = f" ({held} more failed attempts since the last line)" if held else ""
+        log.log(level, "%s; retrying, webhooks get 503 until it is back%s", self.problem, more)
+
+    def log_503(self, exc: BrokerUnavailable) -> None:
+        held = self._throttle.ready("503")
+        if held is None:
+            return
+        # not connected: the last attempt's diagnosis says more than "not connected"
+        cause = exc if self.problem is None or self.connected.is_set() else self.problem
+        more = f" ({held} more 503s since the last line)" if held else ""
+        log.warning("answering 503: %s%s", cause, more)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -187,7 +223,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             payload = load_json(body)
             items = outgoing_for(payload, body, topics)
             if not connector.connected.is_set():
-                raise BrokerUnavailable("not connected")
+                raise BrokerUnavailable("not connected", address=settings.kafka_bootstrap_servers)
             await publisher.publish(items)
         except PayloadTooLarge as exc:
             return "too_large", _error(413, "payload_too_large", str(exc))
@@ -198,7 +234,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             return "bad_json", _error(400, "invalid_json", exc.reason)
         except BrokerUnavailable as exc:
             connector.broker_failed()
-            log.warning("answering 503: %s", exc)
+            connector.log_503(exc)
+            # exc.reason, not str(exc): the broker's address stays out of the answer
             return "broker_unavailable", _error(503, "broker_unavailable", exc.reason)
         for item in items:
             metrics.published.labels(item.topic).inc()

@@ -129,11 +129,16 @@ class Publisher:
             raise BrokerUnavailable(
                 f"no acknowledgement within {self.settings.publish_timeout_s}s",
                 topic=items[0].topic,
+                address=self.settings.kafka_bootstrap_servers,
             ) from exc
         except KafkaError as exc:
             if isinstance(exc, STUCK_PRODUCER_ERRORS):
                 await self._replace(producer, type(exc).__name__)
-            raise BrokerUnavailable(type(exc).__name__, topic=items[0].topic) from exc
+            raise BrokerUnavailable(
+                type(exc).__name__,
+                topic=items[0].topic,
+                address=self.settings.kafka_bootstrap_servers,
+            ) from exc
 
     @staticmethod
     async def _send_all(producer: AIOKafkaProducer, items: Sequence[Outgoing]) -> None:

@@ -1,50 +1,59 @@
 """All `@app.agent` wiring of the processing worker. Agents stay thin: they decode,
-call a pure function, store state in tables keyed like their topic (the user) and
-route events to topics. The chain:
+call a pure function, store state in tables and route events to topics. The chain:
 
-    inbound (messages + debounce ticks) ──intake (dedupe, debounce)──▶ turns
-    turns ──converse (engine, per-user lanes)──▶ outbound.high / outbound.low,
-                                                 turns.decided, handoffs, embeddings
+    inbound (messages + debounce ticks)
+      ──converse (per-user lanes: dedupe → debounce → engine)──▶ outbound.high / outbound.low,
+                                                                 turns.decided, handoffs,
+                                                                 embeddings
     outbound.high / outbound.low ──send (Graph API, per-user lanes)──▶ results, dead letters
+    statuses ──confirm──▶ (the send ledger: which outbound ids Meta reported)
+
+One hop from the webhook's record to the engine: dedupe, debounce and the engine share
+the user's key and partition, so they run in one handler over one state record per
+user (`processors.user_state`). Every table entry is O(1) per message and expires
+(`processors.tables`). A handler that fails is retried, then dead-lettered
+(`processors.lanes`); a rebalance cancels the lanes' unfinished work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 import faust
+import orjson
 from pydantic import BaseModel
 
-from processors import debounce, dedupe
+from processors import debounce
 from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
 from processors.in_order import InOrder
-from processors.lanes import KeyedLanes
+from processors.lanes import KeyedLanes, RetryPlan
 from processors.outbound import to_outbound
-from processors.sender import Sender
-from processors.tables import durable_set
+from processors.sender import Sender, share_of_partitions
+from processors.tables import Sweeper, durable_set, header, raw_table, unwrap, wrap
 from processors.ticker import Ticker, tick_time, tick_value
-from processors.topology import WORKER_TABLES
+from processors.user_state import Origin, SeenEntry, UserState, intake, with_session
 from schemas.codec import decode, encode
-from schemas.conversation import Session, Turn
+from schemas.conversation import Turn
 from schemas.events import MessageReceived, StatusReceived
 from schemas.outbound import OutboundMessage, SendResult
-from schemas.topics import Topics
-from zapstream.errors import InvalidPayload
+from schemas.processing import ProcessingDeadLetter
+from schemas.topics import WORKER_TABLES, Topics
 from zapstream.log import mask_phone
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.worker")
 T = TypeVar("T")
 E = TypeVar("E", bound=BaseModel)
+
+FLOW_CHECK_S = 0.1
 
 
 def raw_topic(app: faust.App, *names: str) -> Any:
@@ -56,149 +65,214 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def register_agents(app: faust.App, settings: Settings) -> None:
-    topics = Topics.from_settings(settings)
-    n = settings.topic_partitions
-    tables = {
-        name: app.Table(name, default=None, partitions=n, key_type=str) for name in WORKER_TABLES
-    }
-    out = {
-        name: raw_topic(app, getattr(topics, name))
-        for name in (
-            "inbound",
-            "turns",
-            "decisions",
-            "outbound_high",
-            "outbound_low",
-            "send_results",
-            "dead_letters",
-            "handoffs",
-            "embeddings",
+class Worker:
+    """What the agents share: settings, tables, output topics, the lanes of each agent
+    (cancelled together at a rebalance) and the partitions this worker owns."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = Topics.from_settings(settings)
+        n = settings.topic_partitions
+        self.tables = {name: raw_table(app, name, n) for name in WORKER_TABLES}
+        self.out = {
+            name: raw_topic(app, getattr(self.topics, name))
+            for name in (
+                "inbound",
+                "decisions",
+                "outbound_high",
+                "outbound_low",
+                "send_results",
+                "dead_letters",
+                "handoffs",
+                "embeddings",
+                "processing_dead_letters",
+            )
+        }
+        self.lanes: list[KeyedLanes] = []
+        self.ticker = Ticker()
+        self._sender: Sender | None = None
+        self.retry = RetryPlan(
+            max_attempts=settings.handler_max_attempts,
+            max_elapsed_s=settings.handler_max_elapsed_s,
+            base_s=settings.handler_backoff_base_s,
+            cap_s=max(settings.handler_backoff_cap_s, settings.handler_backoff_base_s),
         )
-    }
-    _register_intake(app, settings, topics, tables, out)
-    _register_converse(app, settings, topics, tables, out)
-    _register_senders(app, settings, topics, tables, out)
+
+    def sender(self) -> Sender:
+        if self._sender is None:  # created inside the worker's event loop
+            self._sender = Sender(GraphClient(self.settings), self.settings)
+        return self._sender
+
+    def current(self, event: Any) -> bool:
+        """False once a rebalance began (flow suspended) or ended the event's consumer
+        generation: its partition is read again from the committed offset."""
+        app = self.app
+        return bool(
+            app.flow_control.is_active()
+            and event.message.generation_id == app.consumer_generation_id
+        )
+
+    def owned(self, topic: str) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+
+    def new_lanes(self, stage: str, max_in_flight: int) -> KeyedLanes:
+        async def dead_letter(event: Any, exc: BaseException, attempts: int) -> None:
+            message = event.message
+            letter = ProcessingDeadLetter(
+                stage=stage,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                user_id=event.key.decode() if event.key else None,
+                error_type=type(exc).__name__,
+                reason=str(exc)[:1000] or type(exc).__name__,
+                retryable=bool(getattr(exc, "retryable", True)),
+                attempts=attempts,
+                value_b64=ProcessingDeadLetter.encode_value(event.value),
+                failed_at=utcnow(),
+            )
+            await publish(self.out["processing_dead_letters"], letter.user_id or "", letter)
+
+        lanes = KeyedLanes(
+            _ack,
+            max_in_flight,
+            dead_letter=dead_letter,
+            release=lambda event: cast(Any, self.app.consumer).release(event.message),
+            current=self.current,
+            retry=self.retry,
+            name=stage,
+        )
+        self.lanes.append(lanes)
+        return lanes
 
 
-async def _send(topic: Any, key: str, event: Any) -> None:
-    """Send and wait for the broker's acknowledgement. State that records "done" (a
-    table write) is written only after the effect it records is stored: a crash in
-    between then repeats the effect (idempotent downstream) instead of losing it."""
-    delivered = await topic.send(key=key.encode(), value=encode(event))
+def register_agents(app: faust.App, settings: Settings) -> Worker:
+    worker = Worker(app, settings)
+    _register_converse(worker)
+    _register_senders(worker)
+    _register_housekeeping(worker)
+    return worker
+
+
+async def publish(topic: Any, key: str, event: BaseModel | bytes) -> None:
+    """Send and wait for the broker's acknowledgement."""
+    value = event if isinstance(event, bytes) else encode(event)
+    delivered = await topic.send(key=key.encode(), value=value)
     await delivered
 
 
-# --- intake: dedupe + debounce ------------------------------------------------------
-def _register_intake(
-    app: faust.App, settings: Settings, topics: Topics, tables: dict[str, Any], out: dict[str, Any]
+async def publish_all(items: list[tuple[Any, str, BaseModel | bytes]]) -> None:
+    """Send every record at once, then wait for all the acknowledgements: one round
+    trip to the broker instead of one per record."""
+    pending = [
+        await topic.send(key=key.encode(), value=value if isinstance(value, bytes) else encode(value))
+        for topic, key, value in items
+    ]
+    await asyncio.gather(*pending)
+
+
+def lane_agent(
+    worker: Worker,
+    source: Any,
+    name: str,
+    handle: Callable[[Any], Awaitable[None]],
+    max_in_flight: int,
 ) -> None:
-    cfg = debounce.DebounceConfig(
-        settings.debounce_quiet_ms, settings.debounce_max_ms, settings.debounce_max_messages
-    )
-    dcfg = dedupe.DedupeConfig(settings.dedupe_horizon_s, settings.dedupe_max_per_user)
-    seen, pending = tables["seen"], tables["pending"]
-    ticker = Ticker()
-    source = raw_topic(app, topics.inbound)
+    """An agent that handles each event in its key's lane (`processors.lanes`): in
+    order per user, concurrently across users, offsets acked as a contiguous prefix,
+    failures retried then dead-lettered."""
+    app = worker.app
 
-    def load_pending(user: str) -> debounce.Pending | None:
-        doc = pending.get(user)
-        return debounce.Pending.model_validate(doc) if doc else None
-
-    def store(user: str, step: debounce.Step) -> None:
-        if step.pending is None:
-            if pending.get(user) is not None:
-                del pending[user]
-            ticker.forget(user)
-        else:
-            pending[user] = step.pending.model_dump(mode="json")
-            deadline = debounce.next_deadline(step.pending, cfg)
-            if deadline is not None:
-                ticker.schedule(user, deadline.timestamp())
-
-    async def handle(event: Any) -> None:
-        user = event.key.decode() if event.key else ""
-        tick_at = tick_time(event.value)
-        if tick_at is not None:
-            step = debounce.on_tick(load_pending(user), tick_at, cfg)
-        else:
-            try:
-                msg = decode(MessageReceived, event.value)
-            except InvalidPayload as exc:
-                log.error("undecodable inbound event skipped (kept by the sink): %s", exc.reason)
-                return
-            origin = f"{event.message.partition}:{event.message.offset}"
-            seen_step = dedupe.check(seen.get(user), msg.message_id, msg.received_at, dcfg, origin)
-            seen[user] = dict(seen_step.state)
-            if seen_step.duplicate:
-                log.info(
-                    "duplicate message dropped",
-                    extra={"message_id": msg.message_id, "wa_id": mask_phone(user)},
-                )
-                return
-            step = debounce.on_message(load_pending(user), msg, msg.received_at, cfg)
-        if step.turn is not None:
-            await _send(out["turns"], user, step.turn)  # before the buffer is cleared
-        store(user, step)
-
-    @app.agent(source, name="intake")
-    async def intake(stream: Any) -> None:
-        # One lane per user (processors.lanes): a user's messages and ticks in order,
-        # other users' meanwhile, so waiting for a turn's acknowledgement does not
-        # serialize the whole partition.
-        lanes = KeyedLanes(_ack, settings.max_in_flight)
+    @app.agent(source, name=name)
+    async def agent(stream: Any) -> None:
+        lanes = worker.new_lanes(name, max_in_flight)
         in_order = InOrder(app)
         async for event in stream.noack().events():
             mark_received(event)
             if not await in_order.admit(event):
                 continue
-            user = event.key.decode() if event.key else ""
-            await lanes.submit(user, event.message.tp, event, _bind(handle, event))
-
-    @app.timer(0.05)  # type: ignore[untyped-decorator]
-    async def tick() -> None:
-        for user in ticker.take_due(time.time()):
-            await out["inbound"].send(key=user.encode(), value=tick_value(time.time()))
-
-    @app.timer(1.0)  # type: ignore[untyped-decorator]
-    async def adopt_pending() -> None:
-        # After a restart or rebalance the schedule is empty: rebuild it from the table.
-        for user, doc in list(pending.items()):
-            if doc and user not in ticker.due:
-                deadline = debounce.next_deadline(debounce.Pending.model_validate(doc), cfg)
-                ticker.adopt(user, deadline.timestamp() if deadline else time.time())
+            key = event.key.decode() if event.key else ""
+            await lanes.submit(key, event.message.tp, event, _bind(handle, event))
 
 
-# --- converse: the engine, one turn at a time per user ----------------------------------
-def _register_converse(
-    app: faust.App, settings: Settings, topics: Topics, tables: dict[str, Any], out: dict[str, Any]
-) -> None:
+# --- converse: dedupe → debounce → engine, one user at a time -------------------------
+def _register_converse(worker: Worker) -> None:
+    app, settings = worker.app, worker.settings
+    cfg = debounce.DebounceConfig(
+        settings.debounce_quiet_ms, settings.debounce_max_ms, settings.debounce_max_messages
+    )
     engine = load_engine(settings.engine, **settings.model_dump())
-    sessions = tables["sessions"]
-    source = raw_topic(app, topics.turns)
+    users, seen = worker.tables["users"], worker.tables["seen"]
+    out = worker.out
+    ticker = worker.ticker
 
-    async def handle(turn: Turn) -> None:
-        started = time.perf_counter()
-        doc = sessions.get(turn.user_id)
-        session = Session.model_validate(doc) if doc else None
-        now = utcnow()
-        decision = await engine.decide(session, turn, now)
-        # Send before storing the session: after a crash in between, the turn is decided
-        # again and the sender drops the repeated outbound ids.
-        outbound = to_outbound(turn, list(decision.actions), now=now)
-        for msg in outbound:
-            await _send(
-                out["outbound_high"] if msg.priority == "high" else out["outbound_low"],
-                turn.user_id,
-                msg,
+    async def handle(event: Any) -> None:
+        user = event.key.decode() if event.key else ""
+        message = event.message
+        origin = Origin(message.partition, message.offset)
+        stored = users.get(user)
+        state = UserState.decode(unwrap(stored).payload) if stored is not None else None
+        tick_at = tick_time(event.value)
+        record: MessageReceived | datetime
+        entry: SeenEntry | None = None
+        if tick_at is not None:
+            record = tick_at
+        else:
+            record = decode(MessageReceived, event.value)  # InvalidPayload: dead letter
+            known = seen.get(record.message_id)
+            entry = SeenEntry.decode(unwrap(known).payload) if known is not None else None
+        step = intake(state, record, origin, entry, cfg)
+        if step.outcome == "duplicate":
+            assert isinstance(record, MessageReceived)
+            log.info(
+                "duplicate message dropped",
+                extra={"message_id": record.message_id, "wa_id": mask_phone(user)},
             )
+            return
+        if step.state is None:
+            return  # replayed (already applied) or a tick with nothing due
+        if step.seen is not None:
+            assert isinstance(record, MessageReceived)
+            seen[record.message_id] = wrap(
+                step.seen.first_seen + settings.dedupe_horizon_s,
+                origin.partition,
+                step.seen.encode(),
+            )
+        new_state = step.state
+        if step.turn is not None and step.now is not None:
+            session = await decide(step.turn, new_state, step.now)
+            new_state = with_session(new_state, session)
+        deadline = debounce.next_deadline(new_state.pending, cfg)
+        due = deadline.timestamp() if deadline is not None else 0.0
+        # Stored after the effects it records (publish_all waited for the broker): a
+        # crash in between applies the record again, with the same ids.
+        users[user] = wrap(
+            new_state.touched_at + settings.session_ttl_s,
+            origin.partition,
+            new_state.encode(),
+            due,
+        )
+        if due:
+            ticker.schedule(user, due)
+        else:
+            ticker.forget(user)
+
+    async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
+        started = time.perf_counter()
+        decision = await engine.decide(state.session, turn, now)
+        outbound = to_outbound(turn, list(decision.actions), now=now)
+        items: list[tuple[Any, str, BaseModel | bytes]] = [
+            (out["outbound_high"] if m.priority == "high" else out["outbound_low"], turn.user_id, m)
+            for m in outbound
+        ]
         for action in decision.actions:
             if isinstance(action, RequestHandoff | EmbedText):
                 name = "handoffs" if isinstance(action, RequestHandoff) else "embeddings"
-                await out[name].send(key=turn.user_id.encode(), value=_action_event(turn, action))
+                items.append((out[name], turn.user_id, _action_event(turn, action, now)))
         decided = turn_decided(turn, decision, engine=settings.engine, decided_at=utcnow())
-        await _send(out["decisions"], turn.user_id, decided)
-        sessions[turn.user_id] = decision.session.model_dump(mode="json")
+        items.append((out["decisions"], turn.user_id, decided))
+        await publish_all(items)
         log.info(
             "turn",
             extra={
@@ -213,36 +287,16 @@ def _register_converse(
                 "engine_ms": round((time.perf_counter() - started) * 1000, 2),
             },
         )
+        return decision.session
 
-    lane_agent(app, source, "converse", Turn, handle, settings.max_in_flight)
+    lane_agent(worker, raw_topic(app, worker.topics.inbound), "converse", handle, settings.max_in_flight)
 
-
-def lane_agent(
-    app: faust.App,
-    source: Any,
-    name: str,
-    event_type: type[E],
-    handle: Callable[[E], Awaitable[None]],
-    max_in_flight: int,
-) -> None:
-    """An agent that handles each event in its user's lane (`processors.lanes`): in
-    order per user, concurrently across users, offsets acked as a contiguous prefix."""
-
-    @app.agent(source, name=name)
-    async def agent(stream: Any) -> None:
-        lanes = KeyedLanes(_ack, max_in_flight)
-        in_order = InOrder(app)
-        async for event in stream.noack().events():
-            mark_received(event)
-            if not await in_order.admit(event):
-                continue
-            try:
-                decoded = decode(event_type, event.value)
-            except InvalidPayload as exc:
-                log.error("undecodable %s skipped: %s", event_type.__name__, exc.reason)
-                event.ack()
-                continue
-            await lanes.submit(decoded.user_id, event.message.tp, event, _bind(handle, decoded))  # type: ignore[attr-defined]
+    @app.timer(0.05)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        if not ticker.due:
+            return
+        for user in ticker.take_due(time.time()):
+            await out["inbound"].send(key=user.encode(), value=tick_value(time.time()))
 
 
 def _bind(fn: Callable[[T], Awaitable[None]], arg: T) -> Callable[[], Awaitable[None]]:
@@ -253,136 +307,176 @@ async def _ack(event: Any) -> None:
     event.ack()
 
 
-def _action_event(turn: Turn, action: RequestHandoff | EmbedText) -> bytes:
+def _action_event(turn: Turn, action: RequestHandoff | EmbedText, now: datetime) -> bytes:
     doc = {
         "schema_version": 1,
         "turn_id": turn.turn_id,
         "user_id": turn.user_id,
         "phone_number_id": turn.phone_number_id,
-        "at": utcnow().isoformat(),
+        "at": now.isoformat(),
         **action.model_dump(mode="json"),
     }
-    return json.dumps(doc, ensure_ascii=False).encode()
+    return orjson.dumps(doc)
 
 
 # --- send: Graph API, once per outbound id ------------------------------------------------
-# `sent[user][outbound_id]` = [wamid, epoch, state]: "sending" is written durably (awaited)
+# `sent[outbound_id]` = "<state> <wamid>": "sending" is written durably (awaited)
 # *before* the Graph call, "done" after it. A crash in between leaves "sending": on
 # replay the message is in doubt, and the sender waits for Meta's status webhook, which
 # echoes our outbound id (`biz_opaque_callback_data`, see the `confirm` agent), before
 # deciding to send again. Only a message Meta accepted but never reported within
-# SEND_CONFIRM_WAIT_S can still go out twice.
-def _register_senders(
-    app: faust.App, settings: Settings, topics: Topics, tables: dict[str, Any], out: dict[str, Any]
-) -> None:
-    sent, confirmed = tables["sent"], tables["confirmed"]
-    horizon = timedelta(seconds=settings.dedupe_horizon_s)
-    holder: dict[str, Sender] = {}
+# SEND_CONFIRM_WAIT_S can still go out twice. Mark-as-read needs no ledger: repeating
+# it is harmless.
+def _register_senders(worker: Worker) -> None:
+    app, settings, out = worker.app, worker.settings, worker.out
+    sent, confirmed = worker.tables["sent"], worker.tables["confirmed"]
+    ttl = settings.send_ledger_ttl_s
+    sender = worker.sender
 
-    def sender() -> Sender:
-        if "s" not in holder:  # created inside the worker's event loop
-            holder["s"] = Sender(GraphClient(settings), settings)
-        return holder["s"]
+    def ledger(oid: str) -> tuple[str, str | None] | None:
+        value = sent.get(oid)
+        if value is None:
+            return None
+        state, _, wamid = unwrap(value).payload.decode().partition(" ")
+        return state, wamid or None
 
-    async def wait_confirmed(msg: OutboundMessage) -> str | None:
+    def record(oid: str, partition: int, state: str, wamid: str | None) -> bytes:
+        return wrap(time.time() + ttl, partition, f"{state} {wamid or ''}".encode())
+
+    async def wait_confirmed(oid: str) -> str | None:
         deadline = time.monotonic() + settings.send_confirm_wait_s
         while True:
-            entry = (confirmed.get(msg.user_id) or {}).get(msg.outbound_id)
-            if entry is not None or time.monotonic() >= deadline:
-                return str(entry[0]) if entry is not None else None
+            value = confirmed.get(oid)
+            if value is not None:
+                return unwrap(value).payload.decode() or None
+            if time.monotonic() >= deadline:
+                return None
             await asyncio.sleep(0.1)
 
-    async def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> None:
-        await _send(
-            out["send_results"],
-            msg.user_id,
-            SendResult(
-                outbound_id=msg.outbound_id,
-                user_id=msg.user_id,
-                turn_id=msg.turn_id,
-                wamid=wamid,
-                outcome="skipped_duplicate",
-                attempts=0,
-                error_reason=reason,
-                sent_at=utcnow(),
-            ),
+    def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> SendResult:
+        return SendResult(
+            outbound_id=msg.outbound_id,
+            user_id=msg.user_id,
+            turn_id=msg.turn_id,
+            wamid=wamid,
+            outcome="skipped_duplicate",
+            attempts=0,
+            error_reason=reason,
+            sent_at=utcnow(),
         )
 
-    def record(msg: OutboundMessage, wamid: str | None, state: str) -> dict[str, Any]:
-        rec = dict(sent.get(msg.user_id) or {})
-        rec[msg.outbound_id] = [wamid, utcnow().timestamp(), state]
-        return _prune_sent(rec, utcnow(), horizon)
-
-    async def handle(msg: OutboundMessage) -> None:
-        entry = (sent.get(msg.user_id) or {}).get(msg.outbound_id)
-        if entry is not None and _state(entry) == "done":
-            await skipped(msg, entry[0])
+    async def handle(event: Any) -> None:
+        msg = decode(OutboundMessage, event.value)  # InvalidPayload: dead letter
+        oid, partition = msg.outbound_id, event.message.partition
+        if msg.kind == "mark_read":
+            delivery = await sender().deliver(msg)
+            await publish(out["send_results"], msg.user_id, delivery.result)
             return
-        if entry is not None and msg.kind != "mark_read":
-            wamid = await wait_confirmed(msg)  # in doubt: did Meta take it before the crash?
+        entry = ledger(oid)
+        if entry is not None and entry[0] == "done":
+            await publish(out["send_results"], msg.user_id, skipped(msg, entry[1]))
+            return
+        if entry is not None:
+            wamid = await wait_confirmed(oid)  # in doubt: did Meta take it before the crash?
             if wamid is not None:
-                sent[msg.user_id] = record(msg, wamid, "done")
-                await skipped(msg, wamid, "confirmed by a status webhook after a restart")
+                sent[oid] = record(oid, partition, "done", wamid)
+                reason = "confirmed by a status webhook after a restart"
+                await publish(out["send_results"], msg.user_id, skipped(msg, wamid, reason))
                 return
-            log.warning(
-                "in-doubt send not confirmed; sending again", extra={"outbound_id": msg.outbound_id}
-            )
-        await durable_set(sent, msg.user_id, record(msg, None, "sending"))
+            log.warning("in-doubt send not confirmed; sending again", extra={"outbound_id": oid})
+        await durable_set(sent, oid, record(oid, partition, "sending", None))
         delivery = await sender().deliver(msg)
-        sent[msg.user_id] = record(msg, delivery.result.wamid, "done")
-        await _send(out["send_results"], msg.user_id, delivery.result)
+        sent[oid] = record(oid, partition, "done", delivery.result.wamid)
+        items: list[tuple[Any, str, BaseModel | bytes]] = [
+            (out["send_results"], msg.user_id, delivery.result)
+        ]
         if delivery.dead_letter is not None:
-            await _send(out["dead_letters"], msg.user_id, delivery.dead_letter)
+            items.append((out["dead_letters"], msg.user_id, delivery.dead_letter))
             log.warning(
                 "dead letter",
-                extra={"outbound_id": msg.outbound_id, "reason": delivery.dead_letter.reason},
+                extra={"outbound_id": oid, "reason": delivery.dead_letter.reason},
             )
+        await publish_all(items)
 
-    lane_agent(
-        app,
-        raw_topic(app, topics.outbound_high),
-        "send-high",
-        OutboundMessage,
-        handle,
-        settings.send_concurrency,
-    )
-    lane_agent(
-        app,
-        raw_topic(app, topics.outbound_low),
-        "send-low",
-        OutboundMessage,
-        handle,
-        settings.send_concurrency,
-    )
+    for name, topic in (("send-high", worker.topics.outbound_high), ("send-low", worker.topics.outbound_low)):
+        lane_agent(worker, raw_topic(app, topic), name, handle, settings.send_concurrency)
 
-    @app.agent(raw_topic(app, topics.statuses), name="confirm")
+    @app.agent(raw_topic(app, worker.topics.statuses), name="confirm")
     async def confirm(stream: Any) -> None:
         """Remember which outbound ids Meta reported (statuses echo our outbound id)."""
         async for event in stream.events():
             mark_received(event)
             try:
                 status = decode(StatusReceived, event.value)
-            except InvalidPayload:
-                continue  # the sink keeps it in rejected_events
-            oid = status.biz_opaque_callback_data
-            if not oid or not oid.startswith("out_"):
+            except Exception:  # noqa: S112 - the sink keeps it in rejected_events
                 continue
-            rec = dict(confirmed.get(status.user_id) or {})
-            if oid not in rec:
-                rec[oid] = [status.wamid, utcnow().timestamp()]
-                confirmed[status.user_id] = _prune_sent(rec, utcnow(), horizon)
+            oid = status.biz_opaque_callback_data
+            if not oid or not oid.startswith("out_") or confirmed.get(oid) is not None:
+                continue
+            confirmed[oid] = wrap(
+                time.time() + ttl, event.message.partition, (status.wamid or "").encode()
+            )
 
 
-def _state(entry: list[Any]) -> str:
-    return str(entry[2]) if len(entry) > 2 else "done"
+# --- housekeeping: rebalances, the rate share, expiry ---------------------------------
+def _register_housekeeping(worker: Worker) -> None:
+    app, settings, ticker = worker.app, worker.settings, worker.ticker
+    users = worker.tables["users"]
+    flow = {"active": True}
 
+    @app.timer(FLOW_CHECK_S)  # type: ignore[untyped-decorator]
+    async def watch_flow() -> None:
+        """A rebalance suspends the flow, then waits for the events in flight before it
+        revokes the partitions: stop the lanes' unfinished work at once (a send could
+        otherwise retry for minutes and hold the rebalance) and forget the tick
+        schedule. The released events are read again from the committed offset by
+        whichever worker owns their partition after the rebalance."""
+        active = app.flow_control.is_active()
+        if not active and flow["active"]:
+            cancelled = sum(lanes.cancel_all() for lanes in worker.lanes)
+            ticker.clear()
+            if cancelled:
+                log.info("rebalance: %d unfinished events released for re-reading", cancelled)
+        flow["active"] = active
 
-def _prune_sent(
-    record: dict[str, Any], now: datetime, horizon: timedelta, cap: int = 2000
-) -> dict[str, Any]:
-    """Keep the idempotency record bounded: drop ids older than the horizon, then the oldest."""
-    cutoff = (now - horizon).timestamp()
-    kept = {k: v for k, v in record.items() if v[1] >= cutoff}
-    if len(kept) > cap:
-        kept = dict(sorted(kept.items(), key=lambda kv: kv[1][1])[-cap:])
-    return kept
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def on_rebalance_complete(sender: Any = None, **kwargs: Any) -> None:
+        """The tables of the partitions this worker now owns are recovered: rebuild the
+        tick schedule from their users' entries, and take this worker's share of the
+        group-wide rate limit."""
+        owned = worker.owned(worker.topics.inbound)
+        ticker.clear()
+        adopted = 0
+        for user, value in list(users.data.items()):
+            _, partition, due = header(value)
+            if due and partition in owned:
+                ticker.adopt(user, due)
+                adopted += 1
+        owned_out = len(worker.owned(worker.topics.outbound_high))
+        share = share_of_partitions(owned_out, settings.topic_partitions)
+        worker.sender().set_share(share)
+        log.info(
+            "partitions assigned: %d inbound, %d outbound; %d open bursts; send rate share %.2f",
+            len(owned),
+            owned_out,
+            adopted,
+            share,
+        )
+
+    sweepers = [
+        Sweeper(worker.tables[name], lambda topic=topic: worker.owned(topic))  # type: ignore[misc]
+        for name, topic in (
+            ("users", worker.topics.inbound),
+            ("seen", worker.topics.inbound),
+            ("sent", worker.topics.outbound_high),
+            ("confirmed", worker.topics.statuses),
+        )
+    ]
+
+    @app.timer(settings.state_sweep_interval_s)  # type: ignore[untyped-decorator]
+    async def sweep() -> None:
+        if not app.flow_control.is_active():
+            return
+        now = time.time()
+        for sweeper in sweepers:
+            await sweeper.sweep(now)

@@ -50,4 +50,5 @@ def create_faust_app(
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = FastFetchApp(**faust_settings(settings, app_id=app_id, web_port=web_port, web=web))
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
+    app.zapstream_fetch_idle_wait_ms = settings.consumer_fetch_idle_wait_ms
     return app

@@ -1,17 +1,22 @@
-"""A small, deliberate override of Faust's Kafka consumer: the fetch wait.
+"""A small, deliberate override of Faust's Kafka consumer: the fetch wait, and the
+crash safety of its commits.
 
 Faust hard-codes `fetch_max_wait_ms=1500` for its worker consumer and no setting
 changes it. Apache Kafka answers a fetch as soon as data arrives, but Tansu holds
 every fetch for the whole wait, so each agent hop would cost up to 1.5 s there
-(measured: p50 503 ms per hop with 1500, 6.8 ms with 5). We build the consumer
-exactly as Faust does and only change that one number before it starts.
+(measured: p50 503 ms per hop with 1500, 6.8 ms with 5). A short wait, though, makes
+an idle consumer ask 100 times a second, and Tansu spends CPU on each (measured: the
+idle stack burnt a whole core). So the wait follows the traffic: the short
+`CONSUMER_FETCH_MAX_WAIT_MS` while records flow, the long
+`CONSUMER_FETCH_IDLE_WAIT_MS` once a poll found nothing for a second; the first
+record after a quiet spell may wait that long on Tansu (on Apache Kafka it costs
+nothing: the broker answers as soon as data arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from weakref import WeakSet
 
@@ -19,18 +24,29 @@ import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
-from mode import Service
 from mode.utils.futures import notify
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     fetch_max_wait_ms: int = 10
+    fetch_idle_wait_ms: int = 500
+    _idle: bool = False
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    def pace(self, idle: bool) -> None:
+        """Long fetches while idle, short ones while records flow. aiokafka's Fetcher
+        reads `_fetch_max_wait_ms` each time it builds a fetch request."""
+        if idle == self._idle:
+            return
+        fetcher = getattr(self._ensure_consumer(), "_fetcher", None)
+        if fetcher is not None:
+            fetcher._fetch_max_wait_ms = self.fetch_idle_wait_ms if idle else self.fetch_max_wait_ms
+            self._idle = idle
 
 
 MAX_REREADS = 3
@@ -74,36 +90,6 @@ class ReadOffsets(defaultdict[Any, int | None]):
     def delivered(self, tp: Any, offset: int) -> None:
         super().__setitem__(tp, offset)
         self.next[tp] = offset + 1
-
-
-def find_holes(
-    committed: Mapping[Any, int | None],
-    acked: Mapping[Any, Sequence[int]],
-    in_flight: Mapping[Any, set[int]],
-    next_to_deliver: Mapping[Any, int],
-) -> dict[Any, int]:
-    """Partitions whose next offset to commit can no longer be acknowledged.
-
-    Agents take a partition's records in offset order, so once a later record of it
-    was taken (it is in flight or acknowledged), the record at the committed offset
-    should have been taken too; and once the fetch loop has handed it over, it is in
-    flight until it is acknowledged. A record at the committed offset that is neither
-    in flight nor acknowledged while later ones were taken, or while the partition is
-    idle past it (`next_to_deliver`: delivered or fetched past it), was lost inside Faust, and the strict commit would wait for it
-    forever. Returns tp -> that offset (to be read again)."""
-    holes = {}
-    for tp, offset in committed.items():
-        if offset is None:
-            continue
-        taken = in_flight.get(tp, set())
-        done = acked.get(tp, ())
-        if offset in taken or offset in done:
-            continue
-        later_taken = any(o > offset for o in done) or any(o > offset for o in taken)
-        idle_past_it = not taken and next_to_deliver.get(tp, offset) > offset
-        if later_taken or idle_past_it:
-            holes[tp] = offset
-    return holes
 
 
 class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
@@ -169,7 +155,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         # the consumer generation whose seek to the committed offsets has completed
         self._sought_generation: int | None = None
         self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
-        self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards
+        self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards (describe)
 
     def ack(self, message: Any) -> bool:
         """Faust's stream *skips* an event it fetched before a rebalance (flow
@@ -282,50 +268,6 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         except Exception as exc:  # a diagnostic must not fail
             return repr(exc)
 
-    HOLE_CHECK_S = 1.0
-
-    @Service.task
-    async def _hole_finder(self) -> None:  # pragma: no cover - needs a broker
-        """A safety net under the strict commit: a hole seen in two checks in a row
-        (never a record merely on its way) is read again, so a record Faust lost is
-        handled within seconds instead of at the next rebalance. Handling is
-        idempotent, so the records read twice are harmless."""
-        suspects: dict[Any, int] = {}
-        async for _ in self.itertimer(self.HOLE_CHECK_S, name="hole-finder"):
-            if not (self.flow_active and self.app.flow_control.is_active()) or self.app.rebalancing:
-                suspects = {}
-                continue
-            committed = {tp: self._committed_offset.get(tp) for tp in self.assignment()}
-            holes = find_holes(committed, self._acked, self._in_flight(), self._read_past())
-            for tp, offset in holes.items():
-                if suspects.get(tp) == offset:
-                    self.log.warning(
-                        "offset %s of %s was handed to the agents but never handled; "
-                        "reading it again",
-                        offset,
-                        tp,
-                    )
-                    for guard in list(self.guards):
-                        guard.rewind(tp, offset)  # it is to be handled, not a repeat
-                    await self.seek(tp, offset)
-            # a hole acted on starts afresh; a new one waits for the next check
-            suspects = {tp: o for tp, o in holes.items() if suspects.get(tp) != o}
-
-    def _read_past(self) -> dict[Any, int]:
-        """Per partition, how far reading got: the next offset to deliver, or the
-        fetch position where the fetcher went further without delivering (records
-        dropped between the two, e.g. a re-read cancelled by mistake, would otherwise
-        go unnoticed). A partition with a re-read pending is left to it."""
-        past = dict(self._read_offset.next)
-        for tp in self.assignment():
-            if tp in self._redeliver:
-                past.pop(tp, None)
-                continue
-            position = self._safe(self._fetch_position, tp)
-            if isinstance(position, int) and position > past.get(tp, -1):
-                past[tp] = position
-        return past
-
     def _skipped_by_stream(self, message: Any) -> bool:
         app = self.app
         # the same test as faust.Stream's, made at the same moment (it acks at once)
@@ -368,7 +310,9 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 await self.sleep(0)
                 if self.should_stop:
                     continue
+                got = False
                 async for tp, message in ait:
+                    got = True
                     offset = message.offset
                     nxt = read_offset.next.get(tp)
                     if tp in redeliver or (nxt is not None and offset < nxt):
@@ -403,6 +347,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                     read_offset.delivered(tp, offset)
                     if rereads:  # the jump before this offset is over: forget its count
                         rereads.pop((tp, offset), None)
+                cast(_ConsumerThread, self._thread).pace(idle=not got)
                 self.diag.unset_flag(faust_consumer.CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -436,6 +381,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
     def _new_consumer_thread(self) -> _ConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
         thread.fetch_max_wait_ms = getattr(self.app, "zapstream_fetch_max_wait_ms", 10)
+        thread.fetch_idle_wait_ms = getattr(self.app, "zapstream_fetch_idle_wait_ms", 500)
         return thread
 
 
@@ -455,6 +401,7 @@ class FastFetchApp(faust.App):  # type: ignore[misc]
     """faust.App whose worker consumer uses `fetch_max_wait_ms` from our settings."""
 
     zapstream_fetch_max_wait_ms: int = 10
+    zapstream_fetch_idle_wait_ms: int = 500
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)

@@ -46,13 +46,7 @@ class InOrder:
         self._rereads: dict[tuple[Any, int], int] = {}
         guards = getattr(app.consumer, "guards", None)
         if guards is not None:
-            guards.add(self)  # so the consumer's hole finder can rewind it
-
-    def rewind(self, tp: Any, offset: int) -> None:
-        """The consumer re-reads `tp` from `offset` because that record was never
-        handled: take it when it comes, even if this guard saw it go by."""
-        if tp in self.expected and self.expected[tp] > offset:
-            self.expected[tp] = offset
+            guards.add(self)  # so the consumer's state dump (SIGUSR1) shows it
 
     async def admit(self, event: Any) -> bool:
         """True: handle `event` now. False: it was released (not handled, not acked)."""

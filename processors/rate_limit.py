@@ -49,6 +49,15 @@ class TokenBucket:
             return 0.0
         return (n - self.tokens) / self.rate_per_s
 
+    def rescale(self, rate_per_s: float, burst: float) -> None:
+        """Change the rate and the burst (a worker's share of a group-wide limit moved);
+        tokens saved up beyond the new burst are dropped."""
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("TokenBucket needs rate_per_s > 0 and burst >= 1")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = min(self.tokens, float(burst))
+
     def pause(self, now: float, seconds: float) -> None:
         """Grant nothing for `seconds` (after a 130429 with a known delay); what was
         saved up is spent, so the restart is gentle rather than a full burst."""

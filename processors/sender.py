@@ -37,6 +37,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def share_of_partitions(owned: int, total: int) -> float:
+    """The part of a group-wide limit a worker owning `owned` of `total` partitions
+    takes (never 0: a worker between assignments keeps a trickle, not a crash)."""
+    return max(owned, 1) / max(total, 1) if owned < total else 1.0
+
+
 class Sender:
     def __init__(
         self,
@@ -58,6 +64,8 @@ class Sender:
         self.buckets: dict[str, TokenBucket] = {}
         self.rate = settings.send_rate_per_s
         self.burst = settings.send_burst
+        self.share = 1.0
+        """This worker's part of the group-wide limit (`set_share`)."""
         self.pacer = RecipientPacer(
             settings.recipient_min_interval_s,
             settings.pair_rate_backoff_s,
@@ -71,10 +79,27 @@ class Sender:
         self._in_flight = asyncio.Semaphore(settings.graph_max_connections)
         self._low = asyncio.Semaphore(settings.low_priority_concurrency)
 
+    def _scaled(self) -> tuple[float, float]:
+        return self.rate * self.share, max(1.0, self.burst * self.share)
+
+    def set_share(self, share: float) -> None:
+        """Take `share` (0 < share <= 1) of SEND_RATE_PER_S and SEND_BURST.
+
+        SEND_RATE_PER_S is Meta's limit for the business number, for the whole consumer
+        group: a worker that owns k of the n outbound partitions sends at most k/n of
+        it (`share_of_partitions`), so N workers together never exceed it, whatever N.
+        """
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], not {share}")
+        self.share = share
+        rate, burst = self._scaled()
+        for bucket in self.buckets.values():
+            bucket.rescale(rate, burst)
+
     def _bucket(self, phone_number_id: str) -> TokenBucket:
         bucket = self.buckets.get(phone_number_id)
         if bucket is None:
-            bucket = self.buckets[phone_number_id] = TokenBucket(self.rate, self.burst)
+            bucket = self.buckets[phone_number_id] = TokenBucket(*self._scaled())
         return bucket
 
     async def _admit(self, msg: OutboundMessage) -> None:

@@ -8,8 +8,12 @@ sits in the same partition, behind every message of that user already published,
 worker that lags behind never closes a turn while the rest of the burst is still
 waiting in the topic; and the tick carries the time it was made, so a replay decides
 the same way. Duplicate or early ticks are harmless (`debounce.on_tick` is a no-op
-then). The schedule lives in memory and is rebuilt from the pending table after a
-restart or a rebalance (`adopt`), so no buffered turn is forgotten.
+then). With debounce off nothing is ever scheduled: no tick record exists.
+
+The schedule lives in memory. A rebalance clears it (the partitions may have moved to
+another worker, whose ticker takes their users), and it is rebuilt from the `due`
+field of the `users` table's entries of the partitions this worker owns (`adopt`), so
+no buffered turn is forgotten and no worker ticks for users it does not own.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ class Ticker:
 
     def forget(self, user: str) -> None:
         self.due.pop(user, None)
+
+    def clear(self) -> None:
+        self.due.clear()
 
     def adopt(self, user: str, deadline: float) -> None:
         """Schedule a user found in the pending table, unless already scheduled."""

@@ -19,7 +19,6 @@ class Topics:
     inbound: str
     statuses: str
     unrecognized: str
-    turns: str
     decisions: str
     outbound_high: str
     outbound_low: str
@@ -27,6 +26,7 @@ class Topics:
     dead_letters: str
     handoffs: str
     embeddings: str
+    processing_dead_letters: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -35,7 +35,6 @@ class Topics:
             inbound=f"{p}.messages.inbound.v1",
             statuses=f"{p}.statuses.v1",
             unrecognized=f"{p}.webhooks.unrecognized.v1",
-            turns=f"{p}.turns.v1",
             decisions=f"{p}.turns.decided.v1",
             outbound_high=f"{p}.outbound.high.v1",
             outbound_low=f"{p}.outbound.low.v1",
@@ -43,6 +42,7 @@ class Topics:
             dead_letters=f"{p}.outbound.deadletters.v1",
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
+            processing_dead_letters=f"{p}.processing.deadletters.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -51,11 +51,10 @@ class Topics:
     def specs(self, settings: Settings) -> list[TopicSpec]:
         n = settings.topic_partitions
         # Every user-keyed topic has the same partition count, so a user's messages,
-        # ticks, turns and sends sit on the same partition number everywhere.
+        # ticks, decisions and sends sit on the same partition number everywhere.
         keyed = [
             self.inbound,
             self.statuses,
-            self.turns,
             self.decisions,
             self.outbound_high,
             self.outbound_low,
@@ -63,14 +62,26 @@ class Topics:
             self.dead_letters,
             self.handoffs,
             self.embeddings,
+            self.processing_dead_letters,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
+
+
+# Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):
+# `users` (one record per user: session, debounce buffer, last applied record),
+# `seen` (dedupe, one entry per message id), `sent` and `confirmed` (the send ledger,
+# one entry per outbound id). See processors/tables.py.
+WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed")
+
+
+def faust_internal_topics(settings: Settings) -> list[TopicSpec]:
+    return [
+        TopicSpec(f"{settings.app_id}-{table}-changelog", settings.topic_partitions, compacted=True)
+        for table in WORKER_TABLES
+    ]
 
 
 def all_topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the stack uses, Faust's internal ones included: created at start,
     never left to auto-creation (Tansu would make them with 4 partitions)."""
-    from processors.topology import faust_internal_topics
-
-    specs = Topics.from_settings(settings).specs(settings)
-    return specs + faust_internal_topics(settings)
+    return Topics.from_settings(settings).specs(settings) + faust_internal_topics(settings)

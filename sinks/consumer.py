@@ -156,7 +156,10 @@ class SinkConsumer:
         self._fetch_wait = FetchWait(
             self.consumer,
             busy_ms=self.settings.consumer_fetch_max_wait_ms,
-            idle_ms=max(self.settings.sink_flush_ms, self.settings.consumer_fetch_max_wait_ms),
+            idle_ms=max(
+                self.settings.consumer_fetch_idle_wait_ms,
+                self.settings.consumer_fetch_max_wait_ms,
+            ),
         )
         return True
 

@@ -4,9 +4,11 @@ The embedded Tansu broker holds every fetch for the whole `fetch_max_wait_ms`, d
 or not (Apache Kafka answers as soon as data arrives). With the project's 10 ms wait
 an idle sink sends ~100 fetches a second, each carrying every partition of every
 topic it reads, and burns CPU for nothing. So the wait is the short one
-(`CONSUMER_FETCH_MAX_WAIT_MS`) only while fetches come back full, and `SINK_FLUSH_MS`
-otherwise: a sink flushes at that pace anyway, so a trickle of events lands no later
-than one flush interval more, and on Apache Kafka not later at all.
+(`CONSUMER_FETCH_MAX_WAIT_MS`) only while fetches come back full (a backlog), and
+`CONSUMER_FETCH_IDLE_WAIT_MS` otherwise. The workers switch after a second without
+records; the sink switches sooner, at any trickle, since it batches for
+`SINK_FLUSH_MS` anyway: on Tansu a trickle lands up to the idle wait later, on Apache
+Kafka not later at all.
 
 aiokafka reads the wait from its fetcher each time it builds a fetch request and has
 no public setter; `aiokafka>=0.11,<0.15` is pinned and a missing attribute only logs.

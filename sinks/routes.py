@@ -1,8 +1,9 @@
 """Which topic fills which tables, and how an event is decoded on the way.
 
 `routes(topics)` is the one place that maps topics to tables: a new topic is one
-line there (its event's mirror in `sinks.wire`, its row function in `sinks.rows`,
-its table in `sinks.tables`). The sink consumes exactly the topics listed here.
+entry there (with its event's mirror in `sinks.wire`, its row function in
+`sinks.rows` and its table in `sinks.tables`). The sink consumes exactly the topics
+listed here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, outbound
+from schemas import conversation, events, outbound, processing
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -84,5 +85,10 @@ def routes(topics: Topics) -> dict[str, Route]:
         ),
         topics.dead_letters: route(
             outbound.DeadLetter, wire.DeadLetter, ("dead_letters", rows.dead_letter_row)
+        ),
+        topics.processing_dead_letters: route(
+            processing.ProcessingDeadLetter,
+            wire.ProcessingDeadLetter,
+            ("processing_dead_letters", rows.processing_dead_letter_row),
         ),
     }

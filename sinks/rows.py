@@ -8,6 +8,7 @@ ensure_ascii=False)` makes, as they always have.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from json import encoder as _json_encoder
@@ -154,5 +155,23 @@ def dead_letter_row(d: Any) -> Row:
         d.retryable,
         d.attempts,
         json_text(d.message),
+        d.failed_at,
+    )
+
+
+def processing_dead_letter_row(d: Any) -> Row:
+    value = base64.b64decode(d.value_b64).decode("utf-8", "replace")
+    return (
+        d.stage,
+        d.topic,
+        d.partition,
+        d.offset,
+        d.user_id,
+        d.error_type,
+        d.reason,
+        d.retryable,
+        d.attempts,
+        value,
+        d.value_b64,
         d.failed_at,
     )

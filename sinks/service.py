@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from schemas.topics import Topics
 from sinks.consumer import SinkConsumer
@@ -18,7 +19,9 @@ from sinks.loader import Loader
 from sinks.routes import routes
 from sinks.web import start_web, web_app
 from zapstream.errors import SinkBusy
+from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging
+from zapstream.log_throttle import throttle_library_logs
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.sink")
@@ -27,22 +30,27 @@ log = logging.getLogger("zapstream.sink")
 def run_sink(settings: Settings, loader: Loader | None = None) -> None:
     """Run the sink until SIGTERM. Exits at once when another sink holds the file."""
     configure_logging(settings.log_level, settings.log_format)
+    throttle_library_logs()  # aiokafka logs every failed reconnection
     loader = loader or Loader(settings.resolved_duckdb_path)
     try:
         loader.open()
     except SinkBusy as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
-    factory = None
-    if settings.event_loop == "uvloop":
-        import uvloop
-
-        factory = uvloop.new_event_loop
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
+        check_broker_sync(settings.require_bootstrap())  # a mistake ends it here
+        with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
             runner.run(serve(settings, loader))
     finally:
         loader.close()
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if settings.event_loop != "uvloop":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
 
 
 async def serve(settings: Settings, loader: Loader) -> None:

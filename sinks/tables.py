@@ -186,6 +186,25 @@ DEAD_LETTERS = _spec(
     json_columns=("message",),
 )
 
+PROCESSING_DEAD_LETTERS = _spec(
+    "processing_dead_letters",
+    [
+        ("stage", pa.string()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("user_id", pa.string()),
+        ("error_type", pa.string()),
+        ("reason", pa.string()),
+        ("retryable", pa.bool_()),
+        ("attempts", pa.int32()),
+        ("value", pa.string()),
+        ("value_b64", pa.string()),
+        ("failed_at", TS),
+    ],
+    key=("stage", "topic", "partition", "offset"),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -227,6 +246,7 @@ TABLES: dict[str, TableSpec] = {
         OUTBOUND,
         SEND_RESULTS,
         DEAD_LETTERS,
+        PROCESSING_DEAD_LETTERS,
         SINK_DEAD_LETTERS,
     )
 }

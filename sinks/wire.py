@@ -228,3 +228,20 @@ class DeadLetter(Event, kw_only=True):
     attempts: NonNegative = 0
     message: dict[str, Any]
     failed_at: datetime
+
+
+# --- schemas.processing -------------------------------------------------------------------
+
+
+class ProcessingDeadLetter(Event, kw_only=True):
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    user_id: str | None = None
+    error_type: str
+    reason: str
+    retryable: bool
+    attempts: NonNegative = 1
+    value_b64: str
+    failed_at: datetime

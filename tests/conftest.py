@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from zapstream.broker import EmbeddedBroker, make_broker
+from zapstream.brokers.embedded import EmbeddedBroker
+from zapstream.brokers.factory import make_broker
 from zapstream.settings import Settings
 
 

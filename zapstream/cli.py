@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Annotated
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from zapstream.errors import BrokerUnavailable, ConfigurationError
 from zapstream.settings import Settings
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 cli = typer.Typer(
     help="zapstream: WhatsApp Cloud API webhooks → Kafka → Faust → replies and DuckDB.",
@@ -27,8 +33,36 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        typer.echo(f"configuration error:\n{exc}", err=True)
+        for line in setting_problems(exc):
+            typer.echo(f"configuration error: {line}", err=True)
         raise typer.Exit(2) from exc
+
+
+def setting_problems(exc: ValidationError) -> list[str]:
+    """One line per wrong setting, named as its environment variable."""
+    lines = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigurationError):
+            lines.append(str(cause))  # names the variable itself
+            continue
+        name = ".".join(str(part) for part in error["loc"]).upper()
+        lines.append(f"{name}: {error['msg']}")
+    return lines
+
+
+@contextlib.contextmanager
+def exit_on_broker_errors() -> Iterator[None]:
+    """A configuration mistake ends the command with one line and code 2; a broker
+    that is down, with one line and code 1. No traceback for either."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except BrokerUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @cli.command()
@@ -42,13 +76,13 @@ def up(
 ) -> None:
     """Run the whole pipeline: broker, sandbox, sink, worker(s), webhook API."""
     from zapstream.log import configure_logging
-    from zapstream.supervisor import Supervisor
+    from zapstream.supervisor.supervisor import Supervisor
 
     settings = load_settings(broker=broker, workers=workers)
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
-        from zapstream.kafka_broker import java_available
+        from zapstream.brokers.java import java_available
 
         if not java_available():
             typer.echo("no JDK found: falling back to the embedded Tansu broker", err=True)
@@ -59,17 +93,19 @@ def up(
 @cli.command()
 def api() -> None:
     """Run the webhook API (needs KAFKA_BOOTSTRAP_SERVERS)."""
-    from zapstream.runners import run_api
+    from zapstream.supervisor.runners import run_api
 
-    run_api(load_settings())
+    with exit_on_broker_errors():
+        run_api(load_settings())
 
 
 @cli.command()
 def worker() -> None:
     """Run one processing worker (Faust). Start as many as you like."""
-    from zapstream.runners import run_worker
+    from zapstream.supervisor.runners import run_worker
 
-    run_worker(load_settings())
+    with exit_on_broker_errors():
+        run_worker(load_settings())
 
 
 @cli.command()
@@ -77,13 +113,14 @@ def sink() -> None:
     """Run the DuckDB sink: exactly one per DuckDB file."""
     from sinks.service import run_sink
 
-    run_sink(load_settings())
+    with exit_on_broker_errors():
+        run_sink(load_settings())
 
 
 @cli.command()
 def sandbox() -> None:
     """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
-    from zapstream.sandbox import run_sandbox
+    from zapstream.sandbox.app import run_sandbox
 
     run_sandbox(load_settings())
 
@@ -95,7 +132,7 @@ def broker(kind: Annotated[str, typer.Option(help="tansu or kafka")] = "tansu") 
     import time
 
     from schemas.topics import all_topic_specs
-    from zapstream.broker import make_broker
+    from zapstream.brokers.factory import make_broker
     from zapstream.kafka_admin import ensure_topics_sync
 
     settings = load_settings()
@@ -118,11 +155,15 @@ def topics_create() -> None:
     """Create every topic the stack uses (idempotent)."""
     from schemas.topics import all_topic_specs
     from zapstream.kafka_admin import ensure_topics_sync
+    from zapstream.kafka_diagnosis import check_broker_sync
 
     settings = load_settings()
-    created = ensure_topics_sync(
-        settings.require_bootstrap(), all_topic_specs(settings), settings.topic_replication_factor
-    )
+    with exit_on_broker_errors():
+        bootstrap = settings.require_bootstrap()
+        check_broker_sync(bootstrap, fail_on_outage=True)
+        created = ensure_topics_sync(
+            bootstrap, all_topic_specs(settings), settings.topic_replication_factor
+        )
     typer.echo(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
 
 

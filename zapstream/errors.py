@@ -2,20 +2,24 @@
 
     ZapstreamError                  retryable = False
     ├── RetryableError              retryable = True: try again later (same input)
-    │   ├── BrokerUnavailable       the broker did not acknowledge in time
+    │   ├── BrokerUnavailable       the broker is down or slow: refused, timed out, no ack
     │   ├── GraphTransientError     Graph API 5xx, timeouts, connection errors
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
     │   ├── SinkBusy                the DuckDB file is held by another process
     │   └── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
     └── PermanentError              retrying cannot help: reject or dead-letter
         ├── ConfigurationError      a setting is missing or wrong
+        │   └── BrokerConfigurationError   KAFKA_BOOTSTRAP_SERVERS cannot work as set
+        │       ├── InvalidBrokerAddress   malformed: no port, bad port (also a ValueError)
+        │       ├── UnknownBrokerHost      the host does not resolve (DNS)
+        │       └── BrokerAuthenticationFailed   the broker refused TLS or SASL
         ├── InvalidSignature        X-Hub-Signature-256 missing or wrong
         ├── InvalidPayload          a body that is not JSON, or an event that does not decode
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
         ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
         └── GraphPermanentError     Graph API error that retrying cannot fix
 
-Context is ids and codes, never tokens or raw phone numbers.
+Context is ids, codes and addresses, never tokens, passwords or raw phone numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +38,29 @@ class PermanentError(ZapstreamError):
 
 
 class ConfigurationError(PermanentError):
+    pass
+
+
+class BrokerConfigurationError(ConfigurationError):
+    """The broker address setting cannot work as it is: retrying will not help."""
+
+    setting = "KAFKA_BOOTSTRAP_SERVERS"
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{self.setting}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class InvalidBrokerAddress(BrokerConfigurationError, ValueError):
+    """Malformed; a ValueError too, so that a pydantic validator may raise it."""
+
+
+class UnknownBrokerHost(BrokerConfigurationError):
+    pass
+
+
+class BrokerAuthenticationFailed(BrokerConfigurationError):
     pass
 
 
@@ -57,10 +84,19 @@ class PayloadTooLarge(PermanentError):
 
 
 class BrokerUnavailable(RetryableError):
-    def __init__(self, reason: str, *, topic: str | None = None) -> None:
-        super().__init__(f"broker unavailable: {reason}" + (f" (topic {topic})" if topic else ""))
+    """`reason` is safe to show a caller; `str()` adds the address, for logs."""
+
+    def __init__(
+        self, reason: str, *, topic: str | None = None, address: str | None = None
+    ) -> None:
+        named = address is not None and any(a in reason for a in address.split(","))
+        at = f" at {address}" if address and not named else ""
+        super().__init__(
+            f"broker unavailable{at}: {reason}" + (f" (topic {topic})" if topic else "")
+        )
         self.reason = reason
         self.topic = topic
+        self.address = address
 
 
 class SinkBusy(RetryableError):

@@ -5,18 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas.topics import TopicSpec
-from zapstream.broker import run_sync
+from zapstream.run_sync import run_sync
 
 log = logging.getLogger(__name__)
 
 
+class TopicToCreate(Protocol):
+    """A topic to create (`schemas.topics.TopicSpec` is one): named here by shape, so
+    that this shared module does not import the layer above it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def partitions(self) -> int: ...
+
+    @property
+    def compacted(self) -> bool: ...
+
+
 async def ensure_topics(
-    bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1
+    bootstrap: str, specs: Sequence[TopicToCreate], replication_factor: int = 1
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
@@ -51,6 +66,6 @@ async def ensure_topics(
 
 
 def ensure_topics_sync(
-    bootstrap: str, specs: list[TopicSpec], replication_factor: int = 1
+    bootstrap: str, specs: Sequence[TopicToCreate], replication_factor: int = 1
 ) -> list[str]:
     return run_sync(ensure_topics(bootstrap, specs, replication_factor))

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zapstream.kafka_address import format_bootstrap, parse_bootstrap
+
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 - a documented dev default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
@@ -37,8 +39,13 @@ class Settings(BaseSettings):
     kafka_client_id: str = "zapstream"
     kafka_request_timeout_ms: int = 10_000
     consumer_fetch_max_wait_ms: int = Field(default=10, ge=0)
-    """How long a fetch may wait for data. Tansu holds every fetch this long, so it is
-    the floor of each hop's latency there; Faust's own default is 1500 ms."""
+    """How long a fetch may wait for data while records flow. Tansu holds every fetch
+    this long, so it is the floor of each hop's latency there; Faust's own default is
+    1500 ms."""
+    consumer_fetch_idle_wait_ms: int = Field(default=500, ge=0)
+    """The fetch wait once a consumer found nothing for a second: an idle stack then
+    asks the broker twice a second instead of a hundred times. On Tansu the first
+    record after a quiet spell may wait up to this long; on Apache Kafka, nothing."""
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 10.0
@@ -95,7 +102,20 @@ class Settings(BaseSettings):
     debounce_max_ms: int = Field(default=5000, ge=0)
     debounce_max_messages: int = Field(default=10, ge=1)
     dedupe_horizon_s: float = Field(default=7 * 24 * 3600, gt=0)
-    dedupe_max_per_user: int = Field(default=1000, ge=1)
+    session_ttl_s: float = Field(default=90 * 24 * 3600, gt=0)
+    """A user's state (session, open burst) is removed this long after their last
+    message, whether or not they come back (then they start afresh)."""
+    send_ledger_ttl_s: float = Field(default=24 * 3600, gt=0)
+    """How long the sender remembers an outbound id (and Meta's confirmation of it).
+    Longer than any outbound message lives: a reply is stale after an hour."""
+    state_sweep_interval_s: float = Field(default=60.0, gt=0)
+    """How often expired table entries are removed."""
+    handler_max_attempts: int = Field(default=6, ge=1)
+    """A worker stage retries a failing event this many times (while that user's later
+    events wait), then sends it to the processing dead-letter topic."""
+    handler_max_elapsed_s: float = Field(default=60.0, gt=0)
+    handler_backoff_base_s: float = Field(default=0.2, gt=0)
+    handler_backoff_cap_s: float = Field(default=10.0, gt=0)
     service_window_template: str | None = None
     service_window_template_language: str = "pt_BR"
     service_window_margin_s: float = Field(default=60, ge=0)
@@ -131,6 +151,14 @@ class Settings(BaseSettings):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     """The asyncio event loop of the worker and the sink (the API always runs uvloop)."""
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_addresses(cls, value: str | None) -> str | None:
+        # host:port pairs or a clear error now, rather than a broker "outage" later
+        if value is None or not value.strip():
+            return None
+        return format_bootstrap(parse_bootstrap(value))
 
     @field_validator("whatsapp_app_secret", "whatsapp_verify_token")
     @classmethod

@@ -13,7 +13,7 @@ from schemas.codec import decode
 from schemas.events import MessageReceived
 from schemas.topics import Topics
 from tests.support.stack import Stack
-from zapstream.broker import TansuBroker
+from zapstream.brokers.tansu import TansuBroker
 from zapstream.settings import Settings
 
 pytestmark = pytest.mark.e2e

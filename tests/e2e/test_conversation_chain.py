@@ -57,7 +57,7 @@ def test_a_text_gets_one_reply_of_the_right_shape_and_lands_in_duckdb(
         1,
     )
     assert rows == [("read",)]
-    time.sleep(0.5)
+    sandbox.settle()
     assert len(sandbox.messages(user)) == 1  # once
     assert echo_stack.query(f"SELECT count(*) FROM turns WHERE user_id = '{user}'") == [(1,)]
 
@@ -92,18 +92,18 @@ def test_many_users_replies_leave_in_turn_order_and_a_slow_user_delays_only_itse
         for i in range(per_user):
             assert echo_stack.post_text(f"m{i}", wa_id=user).status_code == 200
 
-    started = time.monotonic()
     with ThreadPoolExecutor(9) as pool:
         list(pool.map(send_all, [slow, *users]))
     for user in users:
-        assert sandbox.wait_for(user, per_user, timeout=30)
-    fast_done = time.monotonic() - started
+        assert sandbox.wait_for(user, per_user, timeout=60)
+    # Every other user was answered in full while the slow user's turns were still being
+    # decided one by one (6 × 2 s): no wall-clock bound, an order of events.
+    slow_so_far = len(sandbox.texts(slow))
     for user in users:
         assert sandbox.texts(user) == [f"echo: m{i}" for i in range(per_user)]
-    assert fast_done < 5.0, "other users waited for the slow one"
-    assert sandbox.wait_for(slow, per_user, timeout=30)
+    assert slow_so_far < per_user, "other users waited for the slow one"
+    assert sandbox.wait_for(slow, per_user, timeout=60)
     assert sandbox.texts(slow) == [f"echo: m{i}" for i in range(per_user)]
-    assert time.monotonic() - started > 5.0  # the slow user really was slow (6 × 1 s)
 
 
 def test_500s_and_throttling_still_deliver_every_reply_exactly_once(
@@ -116,9 +116,16 @@ def test_500s_and_throttling_still_deliver_every_reply_exactly_once(
             assert echo_stack.post_text(f"x{i}", wa_id=user).status_code == 200
     for user in users:
         sandbox.wait_for(user, 4, timeout=60)
-    time.sleep(1.0)
+    sandbox.settle()
     for user in users:
-        assert sandbox.texts(user) == [f"echo: x{i}" for i in range(4)]
+        assert sandbox.texts(user) == [f"echo: x{i}" for i in range(4)], (
+            sandbox.texts(user),
+            echo_stack.query(f"SELECT * FROM dead_letters WHERE user_id = '{user}'"),
+            echo_stack.query(
+                f"SELECT outcome, attempts, error_reason FROM send_results WHERE user_id = '{user}'"
+            ),
+            echo_stack.output()[-6000:],
+        )
     errors = sandbox.stats()["errors"]
     assert sum(errors.values()) > 0, "the sandbox injected no faults"
 
@@ -135,7 +142,7 @@ def test_a_permanently_failing_recipient_is_dead_lettered_without_retries(
         f"SELECT error_code, retryable FROM dead_letters WHERE user_id = '{user}'", 1, timeout=30
     )
     assert rows == [(131026, False)]
-    time.sleep(1.0)
+    sandbox.settle()
     assert sandbox.stats()["errors"].get("131026", 0) - before == 1  # one attempt, no retry
     assert sandbox.messages(user) == []
 
@@ -146,10 +153,11 @@ def test_the_pair_rate_error_slows_only_that_recipient(echo_stack: Stack, sandbo
     try:
         for i in range(3):
             assert echo_stack.post_text(f"p{i}", wa_id=chatty).status_code == 200
-        started = time.monotonic()
         assert echo_stack.post_text("hi", wa_id=other).status_code == 200
-        assert sandbox.wait_for(other, 1, timeout=10)
-        assert time.monotonic() - started < 2.0
+        assert sandbox.wait_for(other, 1, timeout=30)
+        # the other user was answered while the chatty one was still held back by its
+        # pair-rate pauses (an order of events, not a wall-clock bound)
+        assert len(sandbox.texts(chatty)) < 3
         assert sandbox.wait_for(chatty, 3, timeout=60)
         assert sandbox.texts(chatty) == ["echo: p0", "echo: p1", "echo: p2"]
     finally:
@@ -173,7 +181,7 @@ def test_the_same_message_three_times_once_after_a_worker_kill_gets_one_reply(
     marker = new_user()
     assert echo_stack.post_text("marker", wa_id=marker).status_code == 200
     assert sandbox.wait_for(marker, 1, timeout=60)
-    time.sleep(1.0)
+    sandbox.settle()
     assert sandbox.texts(user) == ["echo: once"]
 
 
@@ -201,7 +209,7 @@ def test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice(
             os.kill(echo_stack.child_pids()["worker"], signal.SIGUSR1)
             time.sleep(1.0)
             break
-    time.sleep(2.0)
+    sandbox.settle()
     for user in users:
         got = sandbox.texts(user)
         assert got == [f"echo: k{i}" for i in range(per_user)], (

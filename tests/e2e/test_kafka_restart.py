@@ -11,7 +11,7 @@ import pytest
 
 from ingest.samples import new_wamid
 from tests.support.stack import Sandbox, Stack
-from zapstream.kafka_broker import KafkaBroker
+from zapstream.brokers.kafka import KafkaBroker
 
 pytestmark = pytest.mark.e2e
 

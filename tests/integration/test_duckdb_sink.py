@@ -17,6 +17,7 @@ import pytest
 import sinks.loader
 from schemas.codec import encode
 from schemas.events import ApiErrorInfo
+from schemas.processing import ProcessingDeadLetter
 from schemas.topics import Topics
 from sinks.batch import Decoded, decode_batch
 from sinks.loader import Loader
@@ -130,6 +131,36 @@ def test_events_that_do_not_decode_are_kept_in_rejected_events(loader: Loader) -
     ]
     assert "not JSON" in rejected[1][3]
     assert "invalid field" in rejected[2][3]
+
+
+def test_a_processing_dead_letter_lands_with_its_value_readable_and_exact(loader: Loader) -> None:
+    value = b'{"turn_id": "t1", \xff}'
+    letter = ProcessingDeadLetter(
+        stage="converse",
+        topic=TOPICS.decisions,
+        partition=2,
+        offset=40,
+        user_id="5511987654321",
+        error_type="InvalidPayload",
+        reason="bad turn",
+        retryable=False,
+        value_b64=ProcessingDeadLetter.encode_value(value),
+        failed_at=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
+    )
+    loader.load(batch((TOPICS.processing_dead_letters, encode(letter))))
+    row = loader.query(
+        'SELECT stage, topic, "offset", reason, value, value_b64 FROM processing_dead_letters'
+    ).rows
+    assert row == [
+        (
+            "converse",
+            TOPICS.decisions,
+            40,
+            "bad turn",
+            '{"turn_id": "t1", \ufffd}',
+            letter.value_b64,
+        )
+    ]
 
 
 def test_debounce_ticks_are_skipped(loader: Loader) -> None:

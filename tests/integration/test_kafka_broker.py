@@ -16,9 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from zapstream.broker import BrokerStartError, broker_answers
-from zapstream.kafka_broker import KafkaBroker, java_available
-from zapstream.kafka_jars import resolve_kafka_libs
+from zapstream.brokers.embedded import BrokerStartError
+from zapstream.brokers.jars import resolve_kafka_libs
+from zapstream.brokers.java import java_available
+from zapstream.brokers.kafka import KafkaBroker
+from zapstream.kafka_probe import broker_answers
 from zapstream.settings import Settings
 
 VERSION: str = Settings.model_fields["kafka_version"].default

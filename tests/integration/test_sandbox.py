@@ -23,7 +23,7 @@ from ingest.parse import parse_webhook
 from processors.graph_client import GraphClient
 from schemas.outbound import OutboundMessage, outbound_id_for
 from zapstream.errors import GraphPermanentError, GraphRateLimited, GraphTransientError
-from zapstream.sandbox import SandboxConfig, SandboxRecorder, create_sandbox_app
+from zapstream.sandbox.app import SandboxConfig, SandboxRecorder, create_sandbox_app
 from zapstream.settings import Settings
 
 TOKEN = "sandbox-test-token"

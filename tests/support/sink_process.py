@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from zapstream.broker import free_port, stop_process
+from zapstream.brokers.process import free_port, stop_process
 from zapstream.settings import Settings
 
 SINK = ["-m", "zapstream.cli", "sink"]

@@ -1,4 +1,4 @@
-"""An engine for the ordering test: echoes like ENGINE=echo, but takes 1 s for users
+"""An engine for the ordering test: echoes like ENGINE=echo, but takes 2 s for users
 whose id ends in 0000 (an LLM having a slow day)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class SlowForSomeEngine:
 
     async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision:
         if turn.user_id.endswith("0000"):
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2.0)
         return self.echo.decide(session, turn, now)
 
 

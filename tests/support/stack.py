@@ -21,7 +21,7 @@ import httpx
 
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
-from zapstream.broker import free_port
+from zapstream.brokers.process import free_port
 
 APP_SECRET = "e2e-app-secret"
 
@@ -57,6 +57,10 @@ class Stack:
                 "BROKER_COMMIT_INTERVAL_S": "0.5",
                 "SINK_FLUSH_MS": "200",
                 "LOG_FORMAT": "json",
+                # An in-doubt send (the worker died between "sending" and "done") is sent
+                # again after this wait; tests that assert "no second reply" wait past it
+                # (`Sandbox.settle`), so it is short here.
+                "SEND_CONFIRM_WAIT_S": "2",
             }
         )
         if bootstrap:
@@ -178,6 +182,13 @@ class Sandbox:
 
     def __init__(self, stack: Stack) -> None:
         self.url = f"http://127.0.0.1:{stack.env['SANDBOX_PORT']}"
+        self.confirm_wait_s = float(stack.env.get("SEND_CONFIRM_WAIT_S", "10"))
+
+    def settle(self) -> None:
+        """Wait past the window in which a second copy of a reply could still come: an
+        in-doubt send is sent again SEND_CONFIRM_WAIT_S after the worker re-reads it.
+        Call it before asserting that something was sent only once."""
+        time.sleep(self.confirm_wait_s + 3.0)
 
     def configure(self, **knobs: Any) -> None:
         httpx.post(f"{self.url}/_sandbox/config", json=knobs, timeout=10).raise_for_status()
@@ -191,8 +202,9 @@ class Sandbox:
     def texts(self, to: str) -> list[str]:
         return [m["body"]["text"]["body"] for m in self.messages(to) if m["type"] == "text"]
 
-    def stats(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/_sandbox/stats", timeout=10).json())
+    def stats(self, window_s: float = 1.0) -> dict[str, Any]:
+        params = {"window_s": window_s}
+        return dict(httpx.get(f"{self.url}/_sandbox/stats", params=params, timeout=10).json())
 
     def wait_for(
         self, to: str, count: int, timeout: float = 30.0, kind: str = "text"

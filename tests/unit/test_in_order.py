@@ -77,11 +77,3 @@ async def test_a_gap_that_stays_after_several_re_reads_is_accepted(monkeypatch: 
         assert await taken(guard, 7) == []
     assert await taken(guard, 7, 8) == [7, 8]
     assert consumer.seeks == [5] * MAX_REREADS
-
-
-async def test_a_rewind_by_the_hole_finder_takes_the_record_again() -> None:
-    consumer = FakeConsumer(committed=11)
-    guard = InOrder(SimpleNamespace(consumer=consumer))
-    assert await taken(guard, 11, 12) == [11, 12]
-    guard.rewind(PARTITION, 11)  # 11 was taken but never acknowledged
-    assert await taken(guard, 11, 12, 13) == [11, 12, 13]

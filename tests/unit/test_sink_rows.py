@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
+from schemas.processing import ProcessingDeadLetter
 from schemas.topics import Topics
 from sinks import wire
 from sinks.routes import Route, routes
@@ -64,18 +65,46 @@ def samples() -> list[tuple[str, bytes]]:
         ("TurnDecided", encode(decided("t1", user="55119", updated_at=received, turn_count=3)))
     )
     out.append(("SendResult", encode(send_result(4))))
+    out.append(
+        (
+            "ProcessingDeadLetter",
+            encode(
+                ProcessingDeadLetter(
+                    stage="converse",
+                    topic="zapstream.turns.decided.v1",
+                    partition=3,
+                    offset=41,
+                    user_id="5511987654321",
+                    error_type="InvalidPayload",
+                    reason="bad turn",
+                    retryable=False,
+                    attempts=2,
+                    value_b64=ProcessingDeadLetter.encode_value(b"\xff{not json"),
+                    failed_at=received,
+                )
+            ),
+        )
+    )
     return out
 
 
 def rows_both_ways(route: Route, value: bytes) -> tuple[Any, Any]:
-    """(rows from the mirror or None if it refuses, rows from pydantic or the error)."""
+    """(rows from the mirror or None if it refuses, rows from pydantic or the error).
+    A row function that raises gives ("raises", the exception's type) instead of rows."""
     fast = route.decode_fast(value)
-    fast_rows = None if fast is None else [make(fast) for _, make in route.targets]
+    fast_rows = None if fast is None else _rows(route, fast)
     try:
         slow = decode(route.model, value)
     except InvalidPayload as exc:
         return fast_rows, exc
-    return fast_rows, [make(slow) for _, make in route.targets]
+    return fast_rows, _rows(route, slow)
+
+
+def _rows(route: Route, event: Any) -> Any:
+    try:
+        return [make(event) for _, make in route.targets]
+    except Exception as exc:
+        return ("raises", type(exc))
 
 
 def test_the_samples_cover_every_route() -> None:

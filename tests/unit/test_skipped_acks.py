@@ -68,33 +68,6 @@ def test_an_event_an_agent_received_counts_even_when_acked_during_a_rebalance(ap
     assert app.consumer._acked[PARTITION] == [40]
 
 
-def test_a_record_lost_inside_faust_is_found_once_later_ones_were_taken() -> None:
-    from processors.faust_transport import find_holes
-
-    # 40 is the next offset to commit; 41 and 42 were taken (acked / in flight), 40 not.
-    holes = find_holes({PARTITION: 40}, {PARTITION: [41]}, {PARTITION: {42}}, {PARTITION: 43})
-    assert holes == {PARTITION: 40}
-    assert find_holes({PARTITION: 40}, {}, {PARTITION: {41}}, {PARTITION: 42}) == {PARTITION: 40}
-
-
-def test_the_last_record_lost_is_found_once_the_partition_is_idle_past_it() -> None:
-    from processors.faust_transport import find_holes
-
-    # 40 was handed over (the next to deliver is 41), nothing is in flight or done
-    assert find_holes({PARTITION: 40}, {}, {}, {PARTITION: 41}) == {PARTITION: 40}
-
-
-def test_a_record_still_in_flight_or_acked_or_not_yet_reached_is_no_hole() -> None:
-    from processors.faust_transport import find_holes
-
-    nxt = {PARTITION: 42}
-    assert find_holes({PARTITION: 40}, {}, {PARTITION: {40, 41}}, nxt) == {}  # in flight
-    assert find_holes({PARTITION: 40}, {PARTITION: [40, 41]}, {}, nxt) == {}  # done
-    assert find_holes({PARTITION: 40}, {}, {}, {PARTITION: 40}) == {}  # not handed over yet
-    assert find_holes({PARTITION: 40}, {}, {}, {}) == {}  # nothing read yet
-    assert find_holes({PARTITION: None}, {PARTITION: [3]}, {}, nxt) == {}  # nothing committed
-
-
 def test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit(app: Any) -> None:
     consumer = app.consumer
     consumer._acked[PARTITION] = [38, 39, 40, 41]  # 38, 39: committed before, acked again
@@ -174,17 +147,3 @@ async def test_a_seek_supersedes_a_pending_reread_of_that_partition(app: Any) ->
     assert sought == [(PARTITION, 42)]
     assert PARTITION not in consumer._redeliver
     assert consumer._read_offset.next[PARTITION] == 42
-
-
-def test_records_fetched_past_but_never_delivered_are_a_hole(app: Any) -> None:
-    from processors.faust_transport import find_holes
-
-    consumer = app.consumer
-    consumer.assignment = lambda: {PARTITION}
-    consumer._fetch_position = lambda tp: 60  # the fetcher read 40..59 ...
-    consumer._read_offset[PARTITION] = 40  # ... but delivered none of them
-    committed = {PARTITION: 40}
-    holes = find_holes(committed, {}, {}, consumer._read_past())
-    assert holes == {PARTITION: 40}
-    consumer._redeliver[PARTITION] = 40  # a re-read is already pending: leave it to it
-    assert find_holes(committed, {}, {}, consumer._read_past()) == {}

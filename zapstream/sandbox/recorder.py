@@ -69,6 +69,24 @@ class SandboxRecorder:
         with self._lock:
             return list(self._reads)
 
+    def peak_rate(self, window_s: float = 1.0) -> dict[str, int]:
+        """Per business phone number, the most messages accepted within any `window_s`
+        seconds: what Meta's throughput limit counts (all senders together)."""
+        with self._lock:
+            by_number: dict[str, list[float]] = {}
+            for m in self._messages:
+                by_number.setdefault(m.phone_number_id, []).append(m.received_at.timestamp())
+        peaks: dict[str, int] = {}
+        for number, times in by_number.items():
+            times.sort()
+            start = best = 0
+            for end, t in enumerate(times):
+                while t - times[start] >= window_s:
+                    start += 1
+                best = max(best, end - start + 1)
+            peaks[number] = best
+        return peaks
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             c = dict(self._counts)

@@ -23,10 +23,14 @@ from typing import IO
 import httpx
 
 from schemas.topics import all_topic_specs
-from zapstream.broker import EmbeddedBroker, make_broker, run_sync, stop_process
-from zapstream.errors import ZapstreamError
+from zapstream.brokers.embedded import EmbeddedBroker
+from zapstream.brokers.factory import make_broker
+from zapstream.brokers.process import stop_process
+from zapstream.errors import ConfigurationError, ZapstreamError
 from zapstream.kafka_admin import ensure_topics_sync
 from zapstream.kafka_clients import detect_idempotence
+from zapstream.kafka_diagnosis import check_broker_sync
+from zapstream.run_sync import run_sync
 from zapstream.settings import Settings
 
 COLORS = ["36", "33", "35", "32", "34", "31"]
@@ -120,6 +124,7 @@ class Supervisor:
         if s.kafka_bootstrap_servers:
             bootstrap = s.kafka_bootstrap_servers
             self.say("up", f"using the Kafka cluster at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
+            check_broker_sync(bootstrap, fail_on_outage=True)  # topics come next
         else:
             self.broker = make_broker(self.broker_kind, s.data_dir, s.kafka_version)
             self.say("up", f"starting the embedded {self.broker.name} broker ...")
@@ -242,6 +247,9 @@ class Supervisor:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             self.say("up", "shutting down ...")
+        except ConfigurationError as exc:
+            self.say("up", f"configuration error: {exc}")
+            code = 2
         except ZapstreamError as exc:
             self.say("up", f"error: {exc}")
             code = 1

@@ -1,7 +1,7 @@
 """The Graph API shapes the sandbox speaks: error bodies, request checks, status webhooks.
 
 Pure (no I/O, no clock: `now` is passed in), so the shapes can be tested alone and
-the sandbox app (`zapstream.sandbox`) stays about wiring. Bodies follow Meta's
+the sandbox app (`zapstream.sandbox.app`) stays about wiring. Bodies follow Meta's
 documented forms: errors as `{"error": {message, type, code, error_data:
 {messaging_product, details}, error_subcode?, fbtrace_id}}`, statuses as the
 `messages` webhook with a `statuses` item (conversation and pricing on sent and

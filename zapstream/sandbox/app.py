@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from zapstream.log import mask_phone
-from zapstream.sandbox_graph import (
+from zapstream.sandbox.graph import (
     BAD_TOKEN,
     INVALID_PARAMETER,
     OUTSIDE_WINDOW,
@@ -47,8 +47,8 @@ from zapstream.sandbox_graph import (
     shape_error,
     status_payload,
 )
-from zapstream.sandbox_recorder import RecordedMessage, SandboxRecorder
-from zapstream.sandbox_webhooks import StatusWebhookSender
+from zapstream.sandbox.recorder import RecordedMessage, SandboxRecorder
+from zapstream.sandbox.webhooks import StatusWebhookSender
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.sandbox")
@@ -193,8 +193,13 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         return {"success": True}
 
     @app.get("/_sandbox/stats")
-    async def stats() -> dict[str, Any]:
-        return state.recorder.stats() | {"webhooks_pending": state.pending_webhooks()}
+    async def stats(window_s: float = 1.0) -> dict[str, Any]:
+        """Counters, and `peak_per_window`: per business number, the most messages
+        accepted within any `window_s` seconds (what Meta's throughput limit counts)."""
+        return state.recorder.stats() | {
+            "webhooks_pending": state.pending_webhooks(),
+            "peak_per_window": state.recorder.peak_rate(window_s),
+        }
 
     @app.get("/_sandbox/config")
     async def get_config() -> dict[str, Any]:

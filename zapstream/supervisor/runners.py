@@ -1,6 +1,10 @@
-"""Entry points of the long-running processes: webhook API, worker (the sink: sinks.service).
+"""Entry points of the long-running processes: webhook API and worker (the sink's is
+`sinks.service.run_sink`, which needs no Faust).
 
-Each builds what it needs from the one Settings object it is handed.
+Each builds what it needs from the one Settings object it is handed, and first
+checks KAFKA_BOOTSTRAP_SERVERS: a mistake (unknown host, refused TLS/SASL) ends it
+at once with a `ConfigurationError`; a broker that is merely down is logged, and the
+process starts and keeps retrying.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from typing import Any
 
 import faust
 
+from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging, install_masking_everywhere
+from zapstream.log_throttle import throttle_library_logs
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream")
@@ -24,7 +30,8 @@ def run_api(settings: Settings) -> None:
     from ingest.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
-    settings.require_bootstrap()
+    throttle_library_logs()  # aiokafka logs every failed reconnection
+    check_broker_sync(settings.require_bootstrap())
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -74,6 +81,7 @@ def _run_faust(app: faust.App, settings: Settings) -> None:
         app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
     )
     install_masking_everywhere()
+    throttle_library_logs()
     worker.execute_from_commandline()
 
 
@@ -82,6 +90,7 @@ def run_worker(settings: Settings) -> None:
     from processors.app import create_faust_app
 
     configure_logging(settings.log_level, settings.log_format)
+    check_broker_sync(settings.require_bootstrap())
     use_event_loop(settings)
     app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
     register_agents(app, settings)

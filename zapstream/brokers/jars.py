@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from zapstream.broker import BrokerStartError
+from zapstream.brokers.embedded import BrokerStartError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A genuine single-node Apache Kafka (KRaft), started from the broker's jars on Maven Central.
 
 No Docker and no tarball: the jars of `org.apache.kafka:kafka_2.13` and a logging
-backend are resolved once with Maven into a cache folder (`zapstream.kafka_jars`),
+backend are resolved once with Maven into a cache folder (`zapstream.brokers.jars`),
 then `kafka.Kafka` runs as broker *and* controller of a one-node cluster on two
 loopback ports.
 
@@ -21,7 +21,6 @@ import base64
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -31,13 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from zapstream.broker import (
-    BrokerStartError,
-    free_port,
-    stop_broker_process,
-    wait_for_metadata,
-)
-from zapstream.kafka_jars import kafka_major, logging_options, resolve_kafka_libs
+from zapstream.brokers.embedded import BrokerStartError, wait_for_metadata
+from zapstream.brokers.jars import kafka_major, logging_options, resolve_kafka_libs
+from zapstream.brokers.java import MIN_JAVA, java_major
+from zapstream.brokers.process import free_port, stop_broker_process
 from zapstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,33 +57,6 @@ JVM_OPTIONS = (
     "-XX:+ExitOnOutOfMemoryError",  # a half-dead broker is worse than a dead one
     "-Djava.awt.headless=true",
 )
-
-
-MIN_JAVA = 17
-"""Kafka 4.x brokers need Java 17 (3.9 ran on 11); one floor for both keeps it simple."""
-
-
-def java_major(java: str = "java") -> int | None:
-    """The JVM's feature version (8, 11, 17, ...), or None when there is no JVM."""
-    path = shutil.which(java)
-    if path is None:
-        return None
-    try:
-        done = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    # `openjdk version "17.0.15" 2025-04-15`, or "1.8.0_402" before Java 9.
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
-    if done.returncode != 0 or found is None:
-        return None
-    major = int(found.group(1))
-    return int(found.group(2) or 0) if major == 1 else major
-
-
-def java_available(java: str = "java") -> bool:
-    """True when a JVM new enough for Kafka runs: the supervisor falls back to Tansu otherwise."""
-    major = java_major(java)
-    return major is not None and major >= MIN_JAVA
 
 
 def _new_cluster_id() -> str:

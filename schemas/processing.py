@@ -1,0 +1,53 @@
+"""Records about the processing itself: events a stage gave up on.
+
+Same rules as `schemas.events`: explicit `schema_version`, additive changes keep it,
+unknown fields are ignored on decode, nothing is renamed or reused.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from schemas.events import Event
+
+
+class ProcessingDeadLetter(Event):
+    """An event a worker stage could not handle: its handler raised a permanent error,
+    or kept failing for `HANDLER_MAX_ATTEMPTS` / `HANDLER_MAX_ELAPSED_S`. The record is
+    kept whole (topic, partition, offset, key, value) so it can be inspected and
+    replayed; its offset is committed only once this record is stored."""
+
+    KIND: ClassVar[str] = "processing_dead_letter"
+    schema_version: Literal[1] = 1
+    stage: str
+    """The agent that gave up (`converse`, `send-high`, `send-low`, `confirm`)."""
+    topic: str
+    partition: int
+    offset: int
+    user_id: str | None = None
+    """The record's key (the user); the sink stores it, logs mask it."""
+    error_type: str
+    reason: str
+    retryable: bool
+    """False for a permanent error (bad content); True when it was given up on for time
+    or attempts: replaying it later may succeed."""
+    attempts: int = Field(default=1, ge=0)
+    value_b64: str
+    """The record's value, base64 (it may not be valid UTF-8 or JSON)."""
+    failed_at: datetime
+
+    @property
+    def key(self) -> str | None:
+        return self.user_id
+
+    @property
+    def value(self) -> bytes:
+        return base64.b64decode(self.value_b64)
+
+    @staticmethod
+    def encode_value(value: bytes | None) -> str:
+        return base64.b64encode(value or b"").decode()

@@ -1,0 +1,44 @@
+"""Meta's throughput limit holds for the whole consumer group, as the Cloud API counts it:
+two workers together never send faster than SEND_RATE_PER_S (plus one burst)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.stack import Sandbox, Stack, new_user
+
+pytestmark = pytest.mark.e2e
+
+RATE, BURST, WINDOW_S = 10, 5, 3
+
+
+@pytest.fixture(scope="module")
+def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(
+        tmp_path_factory.mktemp(f"rate-{broker_kind}"),
+        broker=broker_kind,
+        WORKERS="2",
+        ENGINE="echo",
+        DEBOUNCE_QUIET_MS="0",
+        SEND_RATE_PER_S=str(RATE),
+        SEND_BURST=str(BURST),
+    ).start()
+    yield s
+    assert s.stop() == 0, s.output()
+
+
+def test_two_workers_together_stay_within_the_business_numbers_rate(stack: Stack) -> None:
+    sandbox = Sandbox(stack)
+    users = [new_user() for _ in range(100)]
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda u: stack.post_text("oi", wa_id=u).status_code, users))
+    assert codes == [200] * len(users)
+    for user in users:
+        assert sandbox.wait_for(user, 1, timeout=120), user
+    # A token bucket lets through at most RATE per second plus one BURST in any window;
+    # two workers each taking the whole limit could send twice that.
+    peaks = sandbox.stats(window_s=WINDOW_S)["peak_per_window"]
+    assert max(peaks.values()) <= RATE * WINDOW_S + BURST, peaks
