@@ -13,9 +13,10 @@ the inbound topic, are skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Container, Mapping, Sequence
+import operator
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -52,6 +53,25 @@ class TableRows:
     """Index in `Decoded.records` of the record each row came from."""
     built: pa.Table | None = None
     """All the rows as Arrow, built ahead (on the decoder thread) where they convert."""
+    _seen: set[Any] | None = field(default=None, repr=False)
+    _key: Callable[[Row], Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._key = operator.itemgetter(*(self.spec.columns.index(c) for c in self.spec.key))
+        if not self.spec.latest_by:
+            self._seen = set()
+
+    def add(self, row: Row, source: int) -> None:
+        """Keep `row`, unless it repeats a key of an insert-only table: there the first
+        row of a key wins within a batch, as it does across batches (the loader's
+        INSERT OR IGNORE). Snapshot tables keep every row; the loader picks the latest."""
+        if self._seen is not None:
+            key = self._key(row)
+            if key in self._seen:
+                return
+            self._seen.add(key)
+        self.rows.append(row)
+        self.sources.append(source)
 
     def prebuild(self) -> None:
         try:
@@ -114,9 +134,7 @@ def decode_batch(
             rejected.append((rec.topic, rec.partition, rec.offset, reason[:2000], text))
             continue
         for name, row in pairs:
-            t = tables[name]
-            t.rows.append(row)
-            t.sources.append(i)
+            tables[name].add(row, i)
     for t in tables.values():
         t.prebuild()
     return Decoded(records, tables, rejected)

@@ -211,16 +211,19 @@ class SinkConsumer:
         self._in_flight.append(asyncio.create_task(self._process(batch, previous)))
 
     async def _process(self, batch: Pending, previous: asyncio.Task[None] | None) -> None:
-        started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
         decoded = await loop.run_in_executor(
             self._decoder, decode_batch, batch.records, self.routes, self.loader.tables
         )
+        t1 = time.perf_counter()
         if previous is not None:
             await previous  # batches load and commit in order
+        t2 = time.perf_counter()
         report = await self._retrying(
             lambda: loop.run_in_executor(self._writer, self.loader.load, decoded)
         )
+        t3 = time.perf_counter()
         self.loaded.update(batch.offsets)
         self._to_commit.update(batch.offsets)
         await self._commit()
@@ -231,7 +234,10 @@ class SinkConsumer:
                 "inserted": report.inserted,
                 "rejected": report.rejected,
                 "dead_lettered": report.dead_lettered,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "decode_ms": _ms(t1 - t0),
+                "queued_ms": _ms(t2 - t1),
+                "load_ms": _ms(t3 - t2),
+                "commit_ms": _ms(time.perf_counter() - t3),
             },
         )
 
@@ -303,6 +309,10 @@ class SinkConsumer:
                 f"uncommitted={self._to_commit.get(tp)} position={position}"
             )
         return "\n".join(lines)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

@@ -87,15 +87,14 @@ def classify(exc: Exception, table: str) -> Exception:
 
 
 def insert_sql(spec: TableSpec, view: str) -> str:
-    """One statement per table and batch: duplicates within the batch resolved first
-    (the first row of a key, or for snapshots the latest), then merged with the file."""
+    """One statement per table and batch. Insert-only tables arrive with one row per
+    key (`TableRows.add`); snapshots keep the latest row of each key of the batch,
+    then merge with the file, where the latest wins again."""
     cols = ", ".join(f'"{c}"' for c in spec.columns)
     key = ", ".join(f'"{c}"' for c in spec.key)
     if not spec.latest_by:
-        return (
-            f'INSERT OR IGNORE INTO "{spec.name}" ({cols}) SELECT {cols} FROM {view} '
-            f'QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY "{SEQ}") = 1'
-        )
+        return f'INSERT OR IGNORE INTO "{spec.name}" ({cols}) SELECT {cols} FROM {view}'
+
     latest = ", ".join(f'"{c}" DESC NULLS LAST' for c in spec.latest_by)
     updates = [f'"{c}" = excluded."{c}"' for c in spec.columns if c not in spec.key]
     updates.append("loaded_at = now()")

@@ -26,8 +26,9 @@ NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 LONG_FRACTION = re.compile(rb":\d\d\.\d{7}")
 
 
-class Wire(msgspec.Struct, kw_only=True):
-    pass
+class Wire(msgspec.Struct, kw_only=True, gc=False):
+    """gc=False: the garbage collector does not track these short-lived, acyclic
+    objects (measured: a third off the decode, which allocates a lot)."""
 
 
 class Event(Wire, kw_only=True):
