@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,5 +121,31 @@ async def test_sessions_keep_the_latest_snapshot_whatever_order_they_arrive_in(
 
         await produce(settings, topic, [snap("t3", 3)])
         sink.wait_for(session, [("t3", 3)])
+    finally:
+        sink.stop()
+
+
+async def test_sigusr1_prints_the_sinks_state_per_partition(
+    broker_settings: Settings, tmp_path: Path
+) -> None:
+    settings = broker_settings
+    await ensure_topics(settings.require_bootstrap(), all_topic_specs(settings))
+    err = tmp_path / "sink.err"
+    sink = SinkProcess(settings, stderr=err).start()
+    try:
+        topic = Topics.from_settings(settings).inbound
+        await produce(settings, topic, [(USER, encode(message(1)))])
+        sink.wait_for("SELECT count(*) FROM messages", [(1,)])
+        assert sink.proc is not None
+        sink.proc.send_signal(signal.SIGUSR1)
+        for _ in range(100):
+            if "loaded_to=" in err.read_text():
+                break
+            await asyncio.sleep(0.1)
+        state = err.read_text()
+        assert "--- sink ---" in state
+        assert f"{topic}[" in state
+        assert "loaded_to=" in state
+        assert sink.query("SELECT count(*) FROM messages") == [(1,)]  # still serving
     finally:
         sink.stop()

@@ -47,15 +47,28 @@ def sink_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
 
 
 class SinkProcess:
-    def __init__(self, settings: Settings, *, argv: list[str] | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        argv: list[str] | None = None,
+        stderr: Path | None = None,
+        **env: str,
+    ) -> None:
         self.settings = settings
         self.port = free_port()
         self.argv = argv or SINK
         self.env = sink_env(settings, self.port, **env)
+        self.stderr = stderr
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> SinkProcess:
-        self.proc = subprocess.Popen([sys.executable, *self.argv], env=self.env)
+        err = self.stderr.open("wb") if self.stderr is not None else None
+        try:
+            self.proc = subprocess.Popen([sys.executable, *self.argv], env=self.env, stderr=err)
+        finally:
+            if err is not None:
+                err.close()
         return self
 
     def stop(self, timeout: float = 30) -> int | None:
