@@ -1,185 +1,177 @@
-"""Pure: events to Arrow tables, one per DuckDB table. No DuckDB here.
+"""Pure: one event to one row (a tuple in its table's column order, `sinks.tables`).
 
-Each table has a key (`TABLES[name].key`) that makes loading idempotent: a
-redelivered event produces the same key and is ignored on insert.
+Each function reads attributes only, so it takes the msgspec mirror (`sinks.wire`,
+the fast path) and the pydantic model (`schemas.*`, the careful path) alike and
+makes the same row from both. JSON columns hold the text `json.dumps(value,
+ensure_ascii=False)` makes, as they always have.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from json import encoder as _json_encoder
 from typing import Any
 
-import pyarrow as pa
+Row = tuple[Any, ...]
+RowFn = Callable[[Any], Row]
 
-from schemas.events import MessageReceived, StatusReceived, WebhookUnrecognized
-
-TS = pa.timestamp("us", tz="UTC")
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    name: str
-    schema: pa.Schema
-    key: tuple[str, ...]
-    json_columns: tuple[str, ...] = ()
-    upsert: bool = False
-    """Replace the row of an existing key (snapshots) instead of ignoring the new one."""
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
-
-
-MESSAGES = TableSpec(
-    "messages",
-    pa.schema(
-        [
-            ("message_id", pa.string()),
-            ("user_id", pa.string()),
-            ("wa_id", pa.string()),
-            ("bsuid", pa.string()),
-            ("phone_number_id", pa.string()),
-            ("type", pa.string()),
-            ("text", pa.string()),
-            ("sent_at", TS),
-            ("received_at", TS),
-            ("profile_name", pa.string()),
-            ("media_id", pa.string()),
-            ("reply_id", pa.string()),
-            ("context_message_id", pa.string()),
-            ("referral", pa.string()),
-            ("raw", pa.string()),
-        ]
-    ),
-    key=("message_id",),
-    json_columns=("referral", "raw"),
+# The C encoder json.dumps(value, ensure_ascii=False, default=str) builds on every
+# call, built once (half the cost of a call). No circular check: decoded JSON has no
+# cycles. `tests/unit/test_sink_rows.py` holds it to json.dumps.
+_make_encoder = getattr(_json_encoder, "c_make_encoder", None)
+_encode: Callable[[Any, int], Any] | None = (
+    _make_encoder(None, str, _json_encoder.encode_basestring, None, ": ", ", ", False, False, True)
+    if _make_encoder is not None
+    else None
 )
 
-STATUSES = TableSpec(
-    "statuses",
-    pa.schema(
-        [
-            ("wamid", pa.string()),
-            ("status", pa.string()),
-            ("user_id", pa.string()),
-            ("recipient_id", pa.string()),
-            ("phone_number_id", pa.string()),
-            ("status_at", TS),
-            ("received_at", TS),
-            ("conversation_id", pa.string()),
-            ("pricing_category", pa.string()),
-            ("billable", pa.bool_()),
-            ("error_code", pa.int64()),
-            ("error_title", pa.string()),
-            ("raw", pa.string()),
-        ]
-    ),
-    key=("wamid", "status"),
-    json_columns=("raw",),
-)
 
-UNRECOGNIZED = TableSpec(
-    "unrecognized_webhooks",
-    pa.schema(
-        [
-            ("event_id", pa.string()),
-            ("reason", pa.string()),
-            ("field", pa.string()),
-            ("received_at", TS),
-            ("raw", pa.string()),
-        ]
-    ),
-    key=("event_id",),
-    json_columns=("raw",),
-)
-
-REJECTED = TableSpec(
-    "rejected_events",
-    pa.schema(
-        [
-            ("topic", pa.string()),
-            ("partition", pa.int32()),
-            ("offset", pa.int64()),
-            ("reason", pa.string()),
-            ("value", pa.string()),
-        ]
-    ),
-    key=("topic", "partition", "offset"),
-)
-
-BASE_TABLES = (MESSAGES, STATUSES, UNRECOGNIZED, REJECTED)
+def json_text(value: Any) -> str | None:
+    """`json.dumps(value, ensure_ascii=False, default=str)`; None stays NULL."""
+    if value is None:
+        return None
+    if _encode is not None and isinstance(value, dict | list):
+        return "".join(_encode(value, 0))
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def message_row(m: MessageReceived) -> dict[str, Any]:
-    return {
-        "message_id": m.message_id,
-        "user_id": m.user_id,
-        "wa_id": m.wa_id,
-        "bsuid": m.bsuid,
-        "phone_number_id": m.phone_number_id,
-        "type": m.type,
-        "text": m.text,
-        "sent_at": m.sent_at,
-        "received_at": m.received_at,
-        "profile_name": m.profile_name,
-        "media_id": m.media.id if m.media else None,
-        "reply_id": m.reply.id if m.reply else None,
-        "context_message_id": m.context.message_id if m.context else None,
-        "referral": _json(m.referral),
-        "raw": _json(m.raw),
-    }
+def message_row(m: Any) -> Row:
+    return (
+        m.message_id,
+        m.user_id,
+        m.wa_id,
+        m.bsuid,
+        m.phone_number_id,
+        m.type,
+        m.text,
+        m.sent_at,
+        m.received_at,
+        m.profile_name,
+        m.media.id if m.media else None,
+        m.reply.id if m.reply else None,
+        m.context.message_id if m.context else None,
+        json_text(m.referral),
+        json_text(m.raw),
+    )
 
 
-def status_row(s: StatusReceived) -> dict[str, Any]:
+def status_row(s: Any) -> Row:
     first_error = s.errors[0] if s.errors else None
-    return {
-        "wamid": s.wamid,
-        "status": s.status,
-        "user_id": s.user_id,
-        "recipient_id": s.recipient_id,
-        "phone_number_id": s.phone_number_id,
-        "status_at": s.status_at,
-        "received_at": s.received_at,
-        "conversation_id": s.conversation_id,
-        "pricing_category": s.pricing_category,
-        "billable": s.billable,
-        "error_code": first_error.code if first_error else None,
-        "error_title": first_error.title if first_error else None,
-        "raw": _json(s.raw),
-    }
+    return (
+        s.wamid,
+        s.status,
+        s.user_id,
+        s.recipient_id,
+        s.phone_number_id,
+        s.status_at,
+        s.received_at,
+        s.conversation_id,
+        s.pricing_category,
+        s.billable,
+        first_error.code if first_error else None,
+        first_error.title if first_error else None,
+        json_text(s.raw),
+    )
 
 
-def unrecognized_row(u: WebhookUnrecognized) -> dict[str, Any]:
-    return {
-        "event_id": u.event_id,
-        "reason": u.reason,
-        "field": u.field,
-        "received_at": u.received_at,
-        "raw": _json(u.raw),
-    }
+def unrecognized_row(u: Any) -> Row:
+    return (u.event_id, u.reason, u.field, u.received_at, json_text(u.raw))
 
 
-def to_arrow(spec: TableSpec, rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows to an Arrow table, one row per key within the batch: the first for
-    insert-only tables (redeliveries), the last for upsert tables (newest snapshot)."""
-    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        k = tuple(row[c] for c in spec.key)
-        if spec.upsert or k not in by_key:
-            by_key[k] = row
-    unique = list(by_key.values())
-    # Column by column: several times faster than Table.from_pylist on dicts.
-    columns = [pa.array([row[f.name] for row in unique], type=f.type) for f in spec.schema]
-    return pa.Table.from_arrays(columns, schema=spec.schema)
+def turn_row(t: Any) -> Row:
+    return (
+        t.turn_id,
+        t.user_id,
+        t.wa_id,
+        t.phone_number_id,
+        t.intent,
+        t.engine,
+        len(t.message_ids),
+        json_text(t.message_ids),
+        json_text(t.actions),
+        json_text(t.dropped),
+        t.decided_at,
+        t.latency_ms,
+    )
 
 
-RowFn = Callable[[Any], dict[str, Any]]
+def session_row(t: Any) -> Row:
+    s = t.session
+    return (
+        s.user_id,
+        s.wa_id,
+        s.bsuid,
+        s.first_inbound_at,
+        s.last_inbound_at,
+        s.turn_count,
+        s.last_intent,
+        s.consecutive_fallbacks,
+        s.handoff_active,
+        s.opted_out,
+        s.language,
+        s.last_turn_id,
+        s.updated_at,
+    )
 
 
-def rows_by_table(items: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for table, row in items:
-        grouped.setdefault(table, []).append(row)
-    return grouped
+def outbound_row(m: Any) -> Row:
+    return (
+        m.outbound_id,
+        m.user_id,
+        m.turn_id,
+        m.priority,
+        m.kind,
+        m.reply_to,
+        json_text(m.payload),
+        m.created_at,
+    )
+
+
+def send_result_row(r: Any) -> Row:
+    return (
+        r.outbound_id,
+        r.outcome,
+        r.user_id,
+        r.turn_id,
+        r.wamid,
+        r.attempts,
+        r.status_code,
+        r.error_code,
+        r.error_reason,
+        r.latency_ms,
+        r.sent_at,
+    )
+
+
+def dead_letter_row(d: Any) -> Row:
+    return (
+        d.outbound_id,
+        d.user_id,
+        d.reason,
+        d.error_code,
+        d.status_code,
+        d.retryable,
+        d.attempts,
+        json_text(d.message),
+        d.failed_at,
+    )
+
+
+def processing_dead_letter_row(d: Any) -> Row:
+    value = base64.b64decode(d.value_b64).decode("utf-8", "replace")
+    return (
+        d.stage,
+        d.topic,
+        d.partition,
+        d.offset,
+        d.user_id,
+        d.error_type,
+        d.reason,
+        d.retryable,
+        d.attempts,
+        value,
+        d.value_b64,
+        d.failed_at,
+    )

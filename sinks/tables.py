@@ -1,10 +1,252 @@
-"""Every DuckDB table the sink writes, by name."""
+"""Every DuckDB table the sink writes: columns, key, JSON columns, how a key is merged.
+
+Each table has a key that makes loading idempotent: a redelivered event makes the same
+key and adds nothing (`INSERT OR IGNORE`; within one batch the first row of a key is
+kept). A table with `latest_by` holds snapshots instead: of the rows of one key, the
+one greatest by those columns wins (NULL counts as oldest; on a tie the later one),
+whichever order they arrive in, in one batch or across batches.
+
+A column added here is added to an existing DuckDB file when the sink starts
+(`sinks.migrate`); every column but the key's is nullable.
+"""
 
 from __future__ import annotations
 
-from sinks.chain_rows import DEAD_LETTERS, OUTBOUND, SEND_RESULTS, SESSIONS, TURNS
-from sinks.rows import BASE_TABLES, TableSpec
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    json_columns: tuple[str, ...] = ()
+    latest_by: tuple[str, ...] = ()
+    """Snapshots: the row of a key greatest by these columns wins (upsert)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+
+def _spec(name: str, columns: list[tuple[str, pa.DataType]], **kw: tuple[str, ...]) -> TableSpec:
+    return TableSpec(name, pa.schema(columns), **kw)
+
+
+MESSAGES = _spec(
+    "messages",
+    [
+        ("message_id", pa.string()),
+        ("user_id", pa.string()),
+        ("wa_id", pa.string()),
+        ("bsuid", pa.string()),
+        ("phone_number_id", pa.string()),
+        ("type", pa.string()),
+        ("text", pa.string()),
+        ("sent_at", TS),
+        ("received_at", TS),
+        ("profile_name", pa.string()),
+        ("media_id", pa.string()),
+        ("reply_id", pa.string()),
+        ("context_message_id", pa.string()),
+        ("referral", pa.string()),
+        ("raw", pa.string()),
+    ],
+    key=("message_id",),
+    json_columns=("referral", "raw"),
+)
+
+STATUSES = _spec(
+    "statuses",
+    [
+        ("wamid", pa.string()),
+        ("status", pa.string()),
+        ("user_id", pa.string()),
+        ("recipient_id", pa.string()),
+        ("phone_number_id", pa.string()),
+        ("status_at", TS),
+        ("received_at", TS),
+        ("conversation_id", pa.string()),
+        ("pricing_category", pa.string()),
+        ("billable", pa.bool_()),
+        ("error_code", pa.int64()),
+        ("error_title", pa.string()),
+        ("raw", pa.string()),
+    ],
+    key=("wamid", "status"),
+    json_columns=("raw",),
+)
+
+UNRECOGNIZED = _spec(
+    "unrecognized_webhooks",
+    [
+        ("event_id", pa.string()),
+        ("reason", pa.string()),
+        ("field", pa.string()),
+        ("received_at", TS),
+        ("raw", pa.string()),
+    ],
+    key=("event_id",),
+    json_columns=("raw",),
+)
+
+TURNS = _spec(
+    "turns",
+    [
+        ("turn_id", pa.string()),
+        ("user_id", pa.string()),
+        ("wa_id", pa.string()),
+        ("phone_number_id", pa.string()),
+        ("intent", pa.string()),
+        ("engine", pa.string()),
+        ("message_count", pa.int32()),
+        ("message_ids", pa.string()),
+        ("actions", pa.string()),
+        ("dropped", pa.string()),
+        ("decided_at", TS),
+        ("latency_ms", pa.float64()),
+    ],
+    key=("turn_id",),
+    json_columns=("message_ids", "actions", "dropped"),
+)
+
+SESSIONS = _spec(
+    "sessions",
+    [
+        ("user_id", pa.string()),
+        ("wa_id", pa.string()),
+        ("bsuid", pa.string()),
+        ("first_inbound_at", TS),
+        ("last_inbound_at", TS),
+        ("turn_count", pa.int64()),
+        ("last_intent", pa.string()),
+        ("consecutive_fallbacks", pa.int64()),
+        ("handoff_active", pa.bool_()),
+        ("opted_out", pa.bool_()),
+        ("language", pa.string()),
+        ("last_turn_id", pa.string()),
+        ("updated_at", TS),
+    ],
+    key=("user_id",),
+    latest_by=("updated_at", "turn_count"),
+)
+
+OUTBOUND = _spec(
+    "outbound_messages",
+    [
+        ("outbound_id", pa.string()),
+        ("user_id", pa.string()),
+        ("turn_id", pa.string()),
+        ("priority", pa.string()),
+        ("kind", pa.string()),
+        ("reply_to", pa.string()),
+        ("payload", pa.string()),
+        ("created_at", TS),
+    ],
+    key=("outbound_id",),
+    json_columns=("payload",),
+)
+
+SEND_RESULTS = _spec(
+    "send_results",
+    [
+        ("outbound_id", pa.string()),
+        ("outcome", pa.string()),
+        ("user_id", pa.string()),
+        ("turn_id", pa.string()),
+        ("wamid", pa.string()),
+        ("attempts", pa.int32()),
+        ("status_code", pa.int32()),
+        ("error_code", pa.int64()),
+        ("error_reason", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("sent_at", TS),
+    ],
+    key=("outbound_id", "outcome"),
+)
+
+DEAD_LETTERS = _spec(
+    "dead_letters",
+    [
+        ("outbound_id", pa.string()),
+        ("user_id", pa.string()),
+        ("reason", pa.string()),
+        ("error_code", pa.int64()),
+        ("status_code", pa.int32()),
+        ("retryable", pa.bool_()),
+        ("attempts", pa.int32()),
+        ("message", pa.string()),
+        ("failed_at", TS),
+    ],
+    key=("outbound_id",),
+    json_columns=("message",),
+)
+
+PROCESSING_DEAD_LETTERS = _spec(
+    "processing_dead_letters",
+    [
+        ("stage", pa.string()),
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("user_id", pa.string()),
+        ("error_type", pa.string()),
+        ("reason", pa.string()),
+        ("retryable", pa.bool_()),
+        ("attempts", pa.int32()),
+        ("value", pa.string()),
+        ("value_b64", pa.string()),
+        ("failed_at", TS),
+    ],
+    key=("stage", "topic", "partition", "offset"),
+)
+
+# The sink's own bookkeeping: events it could not decode, and events it decoded but
+# DuckDB refused for good (a conversion or constraint error), each with the reason
+# and the raw value, so nothing is lost and nothing stalls the sink.
+REJECTED = _spec(
+    "rejected_events",
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("reason", pa.string()),
+        ("value", pa.string()),
+    ],
+    key=("topic", "partition", "offset"),
+)
+
+SINK_DEAD_LETTERS = _spec(
+    "sink_dead_letters",
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("table_name", pa.string()),
+        ("reason", pa.string()),
+        ("value", pa.string()),
+        ("failed_at", TS),
+    ],
+    key=("topic", "partition", "offset"),
+)
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (*BASE_TABLES, TURNS, SESSIONS, OUTBOUND, SEND_RESULTS, DEAD_LETTERS)
+    t.name: t
+    for t in (
+        MESSAGES,
+        STATUSES,
+        UNRECOGNIZED,
+        REJECTED,
+        TURNS,
+        SESSIONS,
+        OUTBOUND,
+        SEND_RESULTS,
+        DEAD_LETTERS,
+        PROCESSING_DEAD_LETTERS,
+        SINK_DEAD_LETTERS,
+    )
 }

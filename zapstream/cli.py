@@ -111,7 +111,7 @@ def worker() -> None:
 @cli.command()
 def sink() -> None:
     """Run the DuckDB sink: exactly one per DuckDB file."""
-    from zapstream.supervisor.runners import run_sink
+    from sinks.service import run_sink
 
     with exit_on_broker_errors():
         run_sink(load_settings())

@@ -7,7 +7,8 @@
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
     │   ├── SinkBusy                the DuckDB file is held by another process
     │   ├── EmbeddingFailed         the encoder raised for a batch (another batch may pass)
-    │   └── EmbedderClosed          the micro-batcher stopped before this text was encoded
+    │   ├── EmbedderClosed          the micro-batcher stopped before this text was encoded
+    │   └── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
     └── PermanentError              retrying cannot help: reject or dead-letter
         ├── ConfigurationError      a setting is missing or wrong
         │   ├── BrokerConfigurationError   KAFKA_BOOTSTRAP_SERVERS cannot work as set
@@ -18,6 +19,7 @@
         ├── InvalidSignature        X-Hub-Signature-256 missing or wrong
         ├── InvalidPayload          a body that is not JSON, or an event that does not decode
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
+        ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
         └── GraphPermanentError     Graph API error that retrying cannot fix
 
 Context is ids, codes and addresses, never tokens, passwords or raw phone numbers.
@@ -127,6 +129,19 @@ class EmbeddingFailed(RetryableError):
 class EmbedderClosed(RetryableError):
     def __init__(self) -> None:
         super().__init__("the embedding batcher is closed")
+
+
+class SinkStorageUnavailable(RetryableError):
+    """A DuckDB load failed for a reason of the moment: the same batch is tried again."""
+
+
+class RowNotLoadable(PermanentError):
+    """A table's rows were refused for a reason that retrying cannot change."""
+
+    def __init__(self, table: str, reason: str) -> None:
+        super().__init__(f"{table}: {reason}")
+        self.table = table
+        self.reason = reason
 
 
 class GraphError(ZapstreamError):

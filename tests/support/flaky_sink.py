@@ -1,45 +1,49 @@
-"""`zapstream sink`, but DuckDB loads fail while a marker file exists.
+"""`zapstream sink`, but its DuckDB loads misbehave while a marker file exists.
 
-Run as `python -m tests.support.flaky_sink MARKER` with the usual environment: the
-same Faust app, agent and settings as the real sink, only the load is sabotaged.
+    python -m tests.support.flaky_sink --fail-while MARKER    # loads fail, transiently
+    python -m tests.support.flaky_sink --block-while MARKER   # loads wait
+
+run with the usual environment: the same consumer, loader and settings as the real
+sink, only `Loader.load` is sabotaged. A failing load touches MARKER.failed, a
+waiting one MARKER.loading, so a test knows when it happened.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
-import pyarrow as pa
-
-from processors.app import create_faust_app
-from sinks.agent import register_sink
-from sinks.duckdb_sink import DuckDBSink
-from zapstream.log import configure_logging
+from sinks.batch import Decoded
+from sinks.loader import Loader, LoadReport
+from sinks.service import run_sink
+from zapstream.errors import SinkStorageUnavailable
 from zapstream.settings import Settings
-from zapstream.supervisor.runners import _run_faust
 
 
-class FlakySink(DuckDBSink):
+class FlakyLoader(Loader):
     marker: Path = Path("/nonexistent")
+    block: bool = False
 
-    def load(self, batch: dict[str, pa.Table]) -> dict[str, int]:
-        if self.marker.exists():
+    def load(self, decoded: Decoded) -> LoadReport:
+        if self.block:
+            while self.marker.exists():
+                self.marker.with_suffix(".loading").touch()
+                time.sleep(0.05)
+        elif self.marker.exists():
             self.marker.with_suffix(".failed").touch()
-            raise OSError("disk unavailable (test)")
-        return super().load(batch)
+            raise SinkStorageUnavailable("disk unavailable (test)")
+        return super().load(decoded)
 
 
 def main() -> None:
+    mode, marker = sys.argv[1], Path(sys.argv[2])
+    assert mode in ("--fail-while", "--block-while"), mode
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    sink = FlakySink(settings.resolved_duckdb_path)
-    sink.marker = Path(sys.argv[1])
-    sink.open()
-    app = create_faust_app(
-        settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True
-    )
-    register_sink(app, settings, sink)
-    _run_faust(app, settings)
+    loader = FlakyLoader(settings.resolved_duckdb_path)
+    loader.marker = marker
+    loader.block = mode == "--block-while"
+    run_sink(settings, loader)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Entry points of the long-running processes: webhook API, worker, sink.
+"""Entry points of the long-running processes: webhook API and worker (the sink's is
+`sinks.service.run_sink`, which needs no Faust).
 
 Each builds what it needs from the one Settings object it is handed, and first
 checks KAFKA_BOOTSTRAP_SERVERS: a mistake (unknown host, refused TLS/SASL) ends it
@@ -94,23 +95,3 @@ def run_worker(settings: Settings) -> None:
     app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
     register_agents(app, settings)
     _run_faust(app, settings)
-
-
-def run_sink(settings: Settings) -> None:
-    from processors.app import create_faust_app
-    from sinks.agent import register_sink
-    from sinks.duckdb_sink import DuckDBSink
-
-    configure_logging(settings.log_level, settings.log_format)
-    check_broker_sync(settings.require_bootstrap())
-    use_event_loop(settings)
-    sink = DuckDBSink(settings.resolved_duckdb_path)
-    sink.open()  # fails fast, with a clear message, when another sink holds the file
-    app = create_faust_app(
-        settings, app_id=f"{settings.app_id}-sink", web_port=settings.sink_web_port, web=True
-    )
-    register_sink(app, settings, sink)
-    try:
-        _run_faust(app, settings)
-    finally:
-        sink.close()

@@ -1,0 +1,122 @@
+"""The DuckDB schema: tables from their specs, added columns, and the views.
+
+Run once when the sink opens its file. A table that is missing is created; a column
+a spec has and the file lacks is added (`ALTER TABLE ... ADD COLUMN`, nullable, so
+old rows read NULL there). What cannot be done that way (a changed key or type) stops
+the sink with a clear error instead of failing every load later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import duckdb
+import pyarrow as pa
+
+from sinks.tables import TS, TableSpec
+from zapstream.errors import ConfigurationError
+
+log = logging.getLogger("zapstream.sink")
+
+DUCK_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    TS: "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def column_type(spec: TableSpec, field: pa.Field) -> str:
+    return "JSON" if field.name in spec.json_columns else DUCK_TYPES[field.type]
+
+
+def table_ddl(spec: TableSpec) -> str:
+    cols = []
+    for f in spec.schema:
+        null = " NOT NULL" if f.name in spec.key else ""
+        cols.append(f'"{f.name}" {column_type(spec, f)}{null}')
+    cols.append("loaded_at TIMESTAMPTZ DEFAULT now()")
+    key = ", ".join(f'"{c}"' for c in spec.key)
+    return f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({", ".join(cols)}, PRIMARY KEY ({key}))'
+
+
+def migrate(con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]) -> list[str]:
+    """Bring the file up to the specs; returns the columns added (`table.column`)."""
+    added: list[str] = []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for spec in specs:
+            con.execute(table_ddl(spec))
+            existing = _columns(con, spec.name)
+            for f in spec.schema:
+                want = column_type(spec, f)
+                have = existing.get(f.name)
+                if have is None:
+                    if f.name in spec.key:
+                        raise ConfigurationError(
+                            f"table {spec.name} lacks key column {f.name}: a key cannot be "
+                            "added to an existing table; move the file aside or migrate it"
+                        )
+                    con.execute(f'ALTER TABLE "{spec.name}" ADD COLUMN "{f.name}" {want}')
+                    added.append(f"{spec.name}.{f.name}")
+                elif have != want:
+                    raise ConfigurationError(
+                        f"column {spec.name}.{f.name} is {have} in the file but {want} in the "
+                        "spec: change its type by hand (or add a new column)"
+                    )
+        for ddl in VIEWS:
+            con.execute(ddl)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    if added:
+        log.warning("DuckDB columns added", extra={"columns": added})
+    return added
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ?",
+        [table],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+# Delivery state per outbound message: statuses arrive out of order and repeated, so
+# the state is the furthest step seen (it only moves forward) and each step keeps the
+# time it first happened.
+DELIVERY_VIEW = """
+CREATE OR REPLACE VIEW message_delivery AS
+WITH steps AS (
+    SELECT wamid,
+           min(status_at) FILTER (WHERE status = 'sent') AS sent_at,
+           min(status_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+           min(status_at) FILTER (WHERE status = 'read') AS read_at,
+           min(status_at) FILTER (WHERE status = 'failed') AS failed_at,
+           max(CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                           WHEN 'played' THEN 3 ELSE 0 END) AS step,
+           bool_or(status = 'failed') AS failed,
+           any_value(error_code) FILTER (WHERE status = 'failed') AS error_code
+    FROM statuses GROUP BY wamid
+)
+SELECT o.outbound_id, o.user_id, o.turn_id, o.priority, o.kind, o.created_at,
+       r.wamid, r.sent_at AS accepted_at, r.latency_ms AS api_latency_ms,
+       s.sent_at, s.delivered_at, s.read_at, s.failed_at, s.error_code,
+       CASE WHEN s.failed THEN 'failed'
+            WHEN s.step = 3 THEN 'read' WHEN s.step = 2 THEN 'delivered'
+            WHEN s.step = 1 THEN 'sent'
+            WHEN r.outbound_id IS NOT NULL THEN 'accepted'
+            WHEN d.outbound_id IS NOT NULL THEN 'dead_lettered'
+            ELSE 'pending' END AS state
+FROM outbound_messages o
+LEFT JOIN send_results r ON r.outbound_id = o.outbound_id AND r.outcome = 'sent'
+LEFT JOIN steps s ON s.wamid = r.wamid
+LEFT JOIN dead_letters d ON d.outbound_id = o.outbound_id
+"""
+
+VIEWS: list[str] = [DELIVERY_VIEW]

@@ -1,0 +1,66 @@
+"""The sink's HTTP port (SINK_WEB_PORT): `/ready` and `/query`.
+
+`/ready` is 200 once partitions are assigned and no rebalance is under way (the
+supervisor waits for it). `/query` runs read-only SQL through the writer's file
+(`zapstream db` uses it while the sink holds the file): on a thread, on a cursor of
+its own, so neither a long query nor a long load holds up the other or the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from sinks.loader import Loader
+from zapstream.errors import InvalidPayload
+
+
+def web_app(loader: Loader, ready: Callable[[], tuple[bool, int]]) -> web.Application:
+    """`ready()` gives (ready, partitions assigned)."""
+
+    async def get_ready(request: web.Request) -> web.Response:
+        ok, partitions = ready()
+        return web.json_response({"ready": ok, "partitions": partitions}, status=200 if ok else 503)
+
+    async def run_query(sql: str) -> web.Response:
+        try:
+            result = await asyncio.to_thread(loader.query, sql)
+        except InvalidPayload as exc:
+            return web.json_response({"error": exc.reason}, status=400)
+        except Exception as exc:  # a bad query is the caller's error, never the sink's
+            return web.json_response({"error": str(exc)}, status=400)
+        rows = [[_jsonable(v) for v in r] for r in result.rows]
+        return web.json_response({"columns": result.columns, "rows": rows})
+
+    async def get_query(request: web.Request) -> web.Response:
+        return await run_query(request.query.get("sql", ""))
+
+    async def post_query(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return web.json_response({"error": 'the body must be JSON: {"sql": ...}'}, status=400)
+        return await run_query(str(body.get("sql", "")) if isinstance(body, dict) else "")
+
+    app = web.Application()
+    app.router.add_get("/ready", get_ready)
+    app.router.add_get("/query", get_query)
+    app.router.add_post("/query", post_query)
+    return app
+
+
+async def start_web(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
