@@ -43,6 +43,7 @@ log = logging.getLogger("zapstream.sink")
 MAX_BATCHES_IN_FLIGHT = 2  # one loading, one decoding
 IDLE_POLL_MS = 200  # how long one getmany waits when nothing is pending
 BACKOFF_START_S, BACKOFF_MAX_S = 0.1, 5.0
+SINK_FETCH_MIN_BYTES = 64 * 1024
 
 
 def consumer_kwargs(settings: Settings) -> dict[str, Any]:
@@ -56,6 +57,10 @@ def consumer_kwargs(settings: Settings) -> dict[str, Any]:
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        # The sink batches for SINK_FLUSH_MS anyway: let Apache Kafka gather this much
+        # (or wait the fetch wait) instead of answering each fetch with a few records
+        # (measured: the sink spent 9-10 ms of CPU per message on Kafka, 3-4 on Tansu).
+        "fetch_min_bytes": SINK_FETCH_MIN_BYTES,
         "session_timeout_ms": session_ms,
         "heartbeat_interval_ms": int(settings.broker_heartbeat_interval_s * 1000),
         "rebalance_timeout_ms": int(settings.broker_rebalance_timeout_s * 1000),
