@@ -11,6 +11,18 @@ idle stack burnt a whole core). So the wait follows the traffic: the short
 `CONSUMER_FETCH_IDLE_WAIT_MS` once a poll found nothing for a second; the first
 record after a quiet spell may wait that long on Tansu (on Apache Kafka it costs
 nothing: the broker answers as soon as data arrives).
+
+Every override below exists because a test showed upstream get it wrong; each is named
+with that test (tests/unit unless said otherwise):
+
+| override | what upstream does wrong | test |
+|---|---|---|
+| `_ConsumerThread._create_worker_consumer`, `.pace` | fetch wait hard-coded to 1500 ms | `test_fetch_wait.py`; bench/chain_bench.py (latency, idle CPU) |
+| `_Consumer._new_offset`, `_add_gap`, `_accept_gap` | commits skip one unacked offset and fill "gaps" | `test_skipped_acks.py::test_offsets_that_hold_no_record_do_not_block_the_commit`, `::test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit` |
+| `_Consumer.ack`, `release` | a stream skips *and acks* events held at a rebalance | `test_skipped_acks.py::test_an_event_skipped_while_flow_is_suspended_is_released_but_not_done`, `::test_an_event_of_an_older_generation_is_not_done` |
+| `_Consumer.perform_seek`, `seek`, `_seek_done` | partitions resume before the seek to committed offsets | `test_skipped_acks.py::test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done`, `::test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads` |
+| `ReadOffsets` (Faust's `_read_offset`) | one number means "delivered" and "sought to" | `test_read_offsets.py` |
+| `_Consumer._drain_messages`, `_seek_back` | records dropped at a flow suspension or jumped over after a seek | tests/e2e `test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice`, bench/crash_soak.py |
 """
 
 from __future__ import annotations
@@ -339,11 +351,17 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                         # Read it again once the flow is back and the seek done.
                         redeliver.setdefault(tp, offset)
                         continue
-                    delivery = asyncio.ensure_future(callback(message))
-                    await self.wait_first(delivery, self.suspend_flow.wait())
-                    if not delivery.done() or delivery.cancelled():
-                        redeliver.setdefault(tp, offset)
-                        continue
+                    if tp.topic in changelogs:
+                        # A table's changelog goes to the recovery buffer, never to an
+                        # agent's queue: nothing clears it, so no race to watch for. (A
+                        # task and a wait per record cost most of a recovery's time.)
+                        await callback(message)
+                    else:
+                        delivery = asyncio.ensure_future(callback(message))
+                        await self.wait_first(delivery, self.suspend_flow.wait())
+                        if not delivery.done() or delivery.cancelled():
+                            redeliver.setdefault(tp, offset)
+                            continue
                     read_offset.delivered(tp, offset)
                     if rereads:  # the jump before this offset is over: forget its count
                         rereads.pop((tp, offset), None)

@@ -6,13 +6,16 @@
     │   ├── GraphTransientError     Graph API 5xx, timeouts, connection errors
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
     │   ├── SinkBusy                the DuckDB file is held by another process
+    │   ├── EmbeddingFailed         the encoder raised for a batch (another batch may pass)
+    │   ├── EmbedderClosed          the micro-batcher stopped before this text was encoded
     │   └── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
     └── PermanentError              retrying cannot help: reject or dead-letter
         ├── ConfigurationError      a setting is missing or wrong
-        │   └── BrokerConfigurationError   KAFKA_BOOTSTRAP_SERVERS cannot work as set
-        │       ├── InvalidBrokerAddress   malformed: no port, bad port (also a ValueError)
-        │       ├── UnknownBrokerHost      the host does not resolve (DNS)
-        │       └── BrokerAuthenticationFailed   the broker refused TLS or SASL
+        │   ├── BrokerConfigurationError   KAFKA_BOOTSTRAP_SERVERS cannot work as set
+        │   │   ├── InvalidBrokerAddress   malformed: no port, bad port (also a ValueError)
+        │   │   ├── UnknownBrokerHost      the host does not resolve (DNS)
+        │   │   └── BrokerAuthenticationFailed   the broker refused TLS or SASL
+        │   └── InvalidEmbeddingModel  EMBEDDING_MODEL is not a usable local model folder
         ├── InvalidSignature        X-Hub-Signature-256 missing or wrong
         ├── InvalidPayload          a body that is not JSON, or an event that does not decode
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
@@ -101,6 +104,31 @@ class BrokerUnavailable(RetryableError):
 
 class SinkBusy(RetryableError):
     pass
+
+
+class InvalidEmbeddingModel(ConfigurationError):
+    """The embedding model folder is missing or unusable; names the path and what is wrong."""
+
+    setting = "EMBEDDING_MODEL"
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{self.setting}: {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class EmbeddingFailed(RetryableError):
+    """The encoder raised for a batch; carries the item ids, never the texts."""
+
+    def __init__(self, reason: str, *, item_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(f"embedding failed for a batch of {len(item_ids)}: {reason}")
+        self.reason = reason
+        self.item_ids = item_ids
+
+
+class EmbedderClosed(RetryableError):
+    def __init__(self) -> None:
+        super().__init__("the embedding batcher is closed")
 
 
 class SinkStorageUnavailable(RetryableError):

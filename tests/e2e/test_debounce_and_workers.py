@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -96,3 +98,26 @@ def test_two_workers_share_the_partitions_and_every_user_gets_exactly_one_answer
         assert len([m for m in sandbox.messages(user) if m["type"] == "interactive"]) == 1
     workers = {name for name in stack.child_pids() if name.startswith("worker")}
     assert workers == {"worker1", "worker2"}
+
+
+def test_bursts_cut_by_a_worker_sigkill_are_each_answered_exactly_once(stack: Stack) -> None:
+    # Hole 2: a burst whose turn closed but whose tail was not yet committed must not be
+    # replayed into a different set of messages (a second reply), wherever the kill
+    # falls: before the tick, between the tick and the state write, after it.
+    sandbox = Sandbox(stack)
+    users = [new_user() for _ in range(8)]
+    texts = ["oi", "tudo bem?", "qual o horário de vocês?"]
+    for round_ in range(2):
+        for i, text in enumerate(texts):
+            for user in users:
+                sent_at = int(time.time()) - 30 + 10 * round_ + i
+                assert stack.post_text(text, wa_id=user, timestamp=sent_at).status_code == 200
+        if round_ == 0:
+            os.kill(stack.child_pids()["worker1"], signal.SIGKILL)
+        time.sleep(3.5)  # past the quiet time: the next round is a new burst
+    for user in users:
+        assert sandbox.wait_for(user, 2, kind="text", timeout=90), user
+    sandbox.settle()
+    for user in users:
+        answers = [m for m in sandbox.messages(user) if m["type"] == "text"]
+        assert len(answers) == 2, (user, answers)  # one per burst, never a second

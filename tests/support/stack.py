@@ -134,6 +134,9 @@ class Stack:
                 self.proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
+        # kept beside the stack's data for a failure's post-mortem (pytest keeps the
+        # last runs' temporary folders)
+        (self.data_dir / "stack-output.log").write_text(self.output())
         return self.proc.returncode
 
     def post_text(self, text: str, *, secret: str = APP_SECRET, **kw: Any) -> httpx.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import socket
 import subprocess
@@ -11,7 +12,28 @@ from typing import IO, Protocol
 log = logging.getLogger(__name__)
 
 
+PORT_RANGE = (20_000, 32_000)
+"""Below Linux's ephemeral range (32768-60999), where the kernel picks ports for
+outgoing connections and for `bind(0)`."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, picked at random from PORT_RANGE.
+
+    Several processes pick ports one after another before any of them binds (a test
+    picks the sandbox's, then `zapstream up` starts a broker that picks its own):
+    `bind(0)` hands the same just-freed port out again often enough to collide
+    (measured: a broker and the sandbox on one port), a random pick among 12,000
+    rarely does, and the kernel's own ephemeral ports never land there."""
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
