@@ -174,7 +174,7 @@ class Loader:
     def _write(self, decoded: Decoded, bad: Mapping[int, RowNotLoadable]) -> LoadReport:
         report = LoadReport(rejected=len(decoded.rejected), dead_lettered=len(bad))
         con = self.con
-        con.execute("BEGIN TRANSACTION")
+        _execute(con, "BEGIN TRANSACTION")
         try:
             for name, rows in decoded.tables.items():
                 if rows.rows:
@@ -188,7 +188,7 @@ class Loader:
                 self._insert(
                     con, SINK_DEAD_LETTERS.name, partial(to_arrow, SINK_DEAD_LETTERS, dead)
                 )
-            con.execute("COMMIT")
+            _execute(con, "COMMIT")
         except BaseException:
             _rollback(con)
             raise
@@ -250,7 +250,7 @@ class Loader:
         """Insert the rows of `sources` and roll back: the permanent failure, if any."""
         keep = set(sources)
         con = self.con
-        con.execute("BEGIN TRANSACTION")
+        _execute(con, "BEGIN TRANSACTION")
         try:
             for name, rows in decoded.tables.items():
                 self._insert(con, name, partial(rows.arrow, include=keep))
@@ -266,11 +266,11 @@ class Loader:
         """Run read-only SQL on a cursor of its own (never waits for a load)."""
         if self._reader is None:
             raise SinkBusy("the sink's DuckDB file is not open")
-        statements = self._reader.extract_statements(sql)
-        if not statements or any(s.type not in READ_ONLY_STATEMENTS for s in statements):
-            raise InvalidPayload("only SELECT, EXPLAIN and PRAGMA statements are allowed here")
-        cursor = self._reader.cursor()
+        cursor = self._reader.cursor()  # one per query: queries may run side by side
         try:
+            statements = cursor.extract_statements(sql)
+            if not statements or any(s.type not in READ_ONLY_STATEMENTS for s in statements):
+                raise InvalidPayload("only SELECT, EXPLAIN and PRAGMA statements are allowed here")
             rel = cursor.execute(sql)
             columns = [d[0] for d in rel.description or []]
             return QueryResult(columns, rel.fetchall())
@@ -288,6 +288,17 @@ def _dead_letter_rows(decoded: Decoded, bad: Mapping[int, RowNotLoadable]) -> li
             (rec.topic, rec.partition, rec.offset, failure.table, failure.reason[:2000], value, now)
         )
     return rows
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """BEGIN or COMMIT, failures typed like an insert's."""
+    try:
+        con.execute(sql)
+    except Exception as exc:
+        typed = classify(exc, sql.split()[0].lower())
+        if typed is exc:
+            raise
+        raise typed from exc
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from schemas.codec import encode
 from schemas.topics import Topics, all_topic_specs
@@ -55,6 +56,51 @@ async def test_the_sink_answers_ready_and_queries_while_a_load_is_held(
 
         gate.unlink()
         sink.wait_for("SELECT count(*) FROM messages", [(15,)])
+    finally:
+        sink.stop()
+
+
+async def test_a_rebalance_during_a_held_load_loses_nothing_and_commits_everything(
+    broker_settings: Settings, tmp_path: Path
+) -> None:
+    settings = broker_settings
+    await ensure_topics(settings.require_bootstrap(), all_topic_specs(settings))
+    gate = marker(tmp_path / "gate")
+    sink = SinkProcess(
+        settings, argv=["-m", "tests.support.flaky_sink", "--block-while", str(gate)]
+    ).start()
+    topic = Topics.from_settings(settings).inbound
+    group = f"{settings.app_id}-sink"
+    users = [f"55119{i:08d}".encode() for i in range(8)]  # spread over the partitions
+    try:
+        await produce(settings, topic, [(users[i % 8], encode(message(i))) for i in range(10)])
+        await wait_for_file(gate.with_suffix(".loading"))
+        await produce(settings, topic, [(users[i % 8], encode(message(i))) for i in range(10, 20)])
+
+        # Another member joins the sink's group while a load is held: the sink must let
+        # its loads finish and commit before it gives partitions up.
+        other = AIOKafkaConsumer(
+            bootstrap_servers=settings.require_bootstrap(),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=4000,
+            heartbeat_interval_ms=300,
+        )
+        await other.start()
+        other.subscribe([topic])  # (with topics in the constructor, start() awaits the join)
+        joined = asyncio.create_task(other.getmany(timeout_ms=15_000))
+        await asyncio.sleep(1.0)
+        gate.unlink()
+        await joined
+        await other.stop()  # it leaves; the sink takes every partition back
+
+        sink.wait_for("SELECT count(*) FROM messages", [(20,)])
+        for _ in range(300):
+            if await committed(settings, group, topic) == 20:
+                break
+            await asyncio.sleep(0.2)
+        assert await committed(settings, group, topic) == 20
     finally:
         sink.stop()
 

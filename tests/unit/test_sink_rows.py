@@ -25,6 +25,7 @@ from schemas.topics import Topics
 from sinks import wire
 from sinks.routes import Route, routes
 from sinks.rows import json_text
+from sinks.tables import TABLES
 from tests.support.events import decided, send_result
 from zapstream.errors import InvalidPayload
 from zapstream.settings import Settings
@@ -216,3 +217,49 @@ def _mirror_in(annotation: Any) -> type[wire.Wire]:
 def test_json_text_is_what_json_dumps_writes(value: Any) -> None:
     expected = None if value is None else json.dumps(value, ensure_ascii=False, default=str)
     assert json_text(value) == expected
+
+
+# Columns that are not simply the event's attribute of the same name.
+DERIVED: dict[str, set[str]] = {
+    "messages": {"media_id", "reply_id", "context_message_id"},
+    "statuses": {"error_code", "error_title"},
+    "turns": {"message_count"},
+    "processing_dead_letters": {"value"},
+}
+
+
+@pytest.mark.parametrize(("kind", "value"), samples())
+def test_each_column_holds_the_event_field_of_its_name(kind: str, value: bytes) -> None:
+    """Rows are tuples in column order: a column out of place shows up here."""
+    route = BY_KIND[kind]
+    event: Any = decode(route.model, value)
+    for table, make in route.targets:
+        spec = TABLES[table]
+        row = dict(zip(spec.columns, make(event), strict=True))
+        source = event.session if table == "sessions" else event
+        for column, got in row.items():
+            if column in DERIVED.get(table, set()):
+                continue
+            want = getattr(source, column)
+            if column in spec.json_columns:
+                want = json_text(want)
+            assert got == want, f"{table}.{column}"
+    if kind == "MessageReceived":
+        row = dict(zip(TABLES["messages"].columns, route.targets[0][1](event), strict=True))
+        assert row["media_id"] == (event.media.id if event.media else None)
+        assert row["reply_id"] == (event.reply.id if event.reply else None)
+        assert row["context_message_id"] == (event.context.message_id if event.context else None)
+    if kind == "StatusReceived":
+        row = dict(zip(TABLES["statuses"].columns, route.targets[0][1](event), strict=True))
+        first = event.errors[0] if event.errors else None
+        assert (row["error_code"], row["error_title"]) == (
+            (first.code, first.title) if first else (None, None)
+        )
+    if kind == "TurnDecided":
+        row = dict(zip(TABLES["turns"].columns, route.targets[0][1](event), strict=True))
+        assert row["message_count"] == len(event.message_ids)
+    if kind == "ProcessingDeadLetter":
+        row = dict(
+            zip(TABLES["processing_dead_letters"].columns, route.targets[0][1](event), strict=True)
+        )
+        assert row["value"] == event.value.decode("utf-8", "replace")
