@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,8 @@ def bench(kind: str, users: int) -> tuple[float, float] | None:
 
 
 def main() -> None:
+    # SIGTERM runs the `finally` blocks: the broker and the worker are stopped by pid.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -53,13 +53,14 @@ class Log:
         return step
 
 
+def burst() -> list[MessageReceived | datetime]:
+    """Two messages half a second apart, then the tick past the quiet time."""
+    return [msg(1, T0), msg(2, T0 + timedelta(seconds=0.5)), T0 + timedelta(seconds=2.1)]
+
+
 def test_a_burst_closed_by_its_tick_is_one_turn() -> None:
     log = Log(QUIET)
-    records: list[MessageReceived | datetime] = [
-        msg(1, T0),
-        msg(2, T0 + timedelta(seconds=0.5)),
-        T0 + timedelta(seconds=2.1),
-    ]
+    records = burst()
     for offset, record in enumerate(records):
         log.apply(record, offset)
     assert log.turns == [("wamid.1", "wamid.2")]
@@ -72,11 +73,7 @@ def test_a_replay_of_a_burst_whose_turn_closed_but_whose_tail_was_not_committed_
     # was still at the second message when the worker died. The replay of the tail must
     # not open a new burst of a different set of messages (a second reply).
     log = Log(QUIET)
-    records: list[MessageReceived | datetime] = [
-        msg(1, T0),
-        msg(2, T0 + timedelta(seconds=0.5)),
-        T0 + timedelta(seconds=2.1),
-    ]
+    records = burst()
     for offset, record in enumerate(records):
         log.apply(record, offset)
     for offset, record in list(enumerate(records))[1:]:  # committed offset was 1
@@ -87,11 +84,7 @@ def test_a_replay_of_a_burst_whose_turn_closed_but_whose_tail_was_not_committed_
 
 def test_a_crash_before_the_state_was_stored_replays_into_the_same_turn() -> None:
     log = Log(QUIET)
-    records: list[MessageReceived | datetime] = [
-        msg(1, T0),
-        msg(2, T0 + timedelta(seconds=0.5)),
-        T0 + timedelta(seconds=2.1),
-    ]
+    records = burst()
     log.apply(records[0], 0)
     log.apply(records[1], 1)
     before = log.state
