@@ -56,7 +56,9 @@ async def test_tansu_down_answers_503_and_the_retried_webhook_lands_after_it_is_
         resp = stack.post_text("during the outage", message_id=wamid)
         assert resp.status_code == 503
         assert resp.json()["error"] == "broker_unavailable"
-        assert time.monotonic() - started < 10
+        # answered after PUBLISH_TIMEOUT_S, not left hanging until the client gives up
+        # (30 s): a generous bound a loaded machine cannot miss by accident
+        assert time.monotonic() - started < 25
         assert stack.post_text("still down", message_id=wamid).status_code == 503
 
         broker = TansuBroker(tmp_path / "broker", port=broker.port)

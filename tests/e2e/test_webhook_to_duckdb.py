@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,16 +37,14 @@ def published(stack: Stack) -> float:
     return total
 
 
-def test_a_signed_webhook_lands_in_duckdb_within_seconds(stack: Stack) -> None:
+def test_a_signed_webhook_lands_in_duckdb(stack: Stack) -> None:
     wamid = new_wamid()
-    started = time.monotonic()
     resp = stack.post_text("olá, tudo bem?", message_id=wamid, wa_id="5511912345678")
     assert resp.status_code == 200, resp.text
     rows = stack.wait_for_rows(
         f"SELECT user_id, wa_id, type, text FROM messages WHERE message_id = '{wamid}'", 1
     )
     assert rows == [("5511912345678", "5511912345678", "text", "olá, tudo bem?")]
-    assert time.monotonic() - started < 10
 
 
 def test_the_same_webhook_delivered_three_times_makes_one_row(stack: Stack) -> None:
