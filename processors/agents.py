@@ -51,7 +51,6 @@ from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.worker")
 T = TypeVar("T")
-E = TypeVar("E", bound=BaseModel)
 
 FLOW_CHECK_S = 0.1
 
@@ -157,9 +156,7 @@ def register_agents(app: faust.App, settings: Settings) -> Worker:
 
 async def publish(topic: Any, key: str, event: BaseModel | bytes) -> None:
     """Send and wait for the broker's acknowledgement."""
-    value = event if isinstance(event, bytes) else encode(event)
-    delivered = await topic.send(key=key.encode(), value=value)
-    await delivered
+    await publish_all([(topic, key, event)])
 
 
 async def publish_all(items: list[tuple[Any, str, BaseModel | bytes]]) -> None:
