@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     publish_timeout_s: float = Field(default=5.0, gt=0)
     """The webhook answers 503 when the broker has not acknowledged within this time."""
 
+    # --- Admin access ---------------------------------------------------------------
+    env: Literal["development", "production"] = "development"
+    """`production`: every process refuses to start while a secret it uses is missing
+    or still a development default, and the admin pages always need ADMIN_TOKEN."""
+    admin_token: SecretStr | None = None
+    """Bearer token of the admin endpoints (`/handoffs`, `/search`, `/dashboard`).
+    Unset: those endpoints answer 403, except the dashboard in development."""
+
     # --- Sink ---------------------------------------------------------------------
     duckdb_path: Path | None = None
     """Default: <DATA_DIR>/zapstream.duckdb."""
