@@ -1,14 +1,30 @@
+import asyncio
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, FastAPI
-from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from ingest.auth import admin_guard, token_matches
 from zapstream.settings import Settings
 
 
-def _client(token: str | None) -> TestClient:
+class _Client:
+    """A synchronous face over httpx's in-process ASGI transport."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.get(path, headers=headers)
+
+        return asyncio.run(call())
+
+
+def _client(token: str | None) -> _Client:
     settings = Settings(admin_token=SecretStr(token) if token else None)
     app = FastAPI()
     guard = admin_guard(settings)
@@ -17,7 +33,7 @@ def _client(token: str | None) -> TestClient:
     def admin(_: Annotated[None, Depends(guard)]) -> dict[str, str]:
         return {"ok": "yes"}
 
-    return TestClient(app)
+    return _Client(app)
 
 
 def test_the_right_bearer_token_is_let_through() -> None:
