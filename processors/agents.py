@@ -41,6 +41,7 @@ from processors.tables import Sweeper, durable_set, header, raw_table, unwrap, w
 from processors.ticker import Ticker, tick_time, tick_value
 from processors.user_state import Origin, SeenEntry, UserState, intake, with_session
 from schemas.codec import decode, encode
+from schemas.control import Control, parse_control
 from schemas.conversation import Turn
 from schemas.events import MessageReceived, StatusReceived
 from schemas.outbound import OutboundMessage, SendResult
@@ -51,6 +52,12 @@ from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.worker")
 T = TypeVar("T")
+
+ControlHandler = Callable[[str, UserState | None, Control, Origin], Awaitable[UserState | None]]
+"""(user, state, control, origin) → the state to store, or None to store nothing. It
+publishes its effects (and waits for the broker) before it returns; the converse agent
+then stores the state with `applied` set to the control record's offset, so a replay
+of the record after a crash changes nothing."""
 
 FLOW_CHECK_S = 0.1
 
@@ -89,6 +96,8 @@ class Worker:
             )
         }
         self.lanes: list[KeyedLanes] = []
+        self.control_handlers: dict[str, ControlHandler] = {}
+        """Control record kind → its handler (`schemas.control`), run in the user's lane."""
         self.ticker = Ticker()
         self._sender: Sender | None = None
         self.retry = RetryPlan(
@@ -210,6 +219,10 @@ def _register_converse(worker: Worker) -> None:
         origin = Origin(message.partition, message.offset)
         stored = users.get(user)
         state = UserState.decode(unwrap(stored).payload) if stored is not None else None
+        control = parse_control(event.value)
+        if control is not None:
+            await handle_control(user, state, control, origin)
+            return
         tick_at = tick_time(event.value)
         record: MessageReceived | datetime
         entry: SeenEntry | None = None
@@ -240,6 +253,9 @@ def _register_converse(worker: Worker) -> None:
         if step.turn is not None and step.now is not None:
             session = await decide(step.turn, new_state, step.now)
             new_state = with_session(new_state, session)
+        store(user, new_state, origin)
+
+    def store(user: str, new_state: UserState, origin: Origin) -> None:
         deadline = debounce.next_deadline(new_state.pending, cfg)
         due = deadline.timestamp() if deadline is not None else 0.0
         # Stored after the effects it records (publish_all waited for the broker): a
@@ -254,6 +270,19 @@ def _register_converse(worker: Worker) -> None:
             ticker.schedule(user, due)
         else:
             ticker.forget(user)
+
+    async def handle_control(
+        user: str, state: UserState | None, control: Control, origin: Origin
+    ) -> None:
+        if state is not None and state.already_applied(origin):
+            return  # replayed after a crash: its effects are already stored
+        handler = worker.control_handlers.get(control.kind)
+        if handler is None:
+            log.warning("unknown control record skipped", extra={"kind": control.kind})
+            return
+        new_state = await handler(user, state, control, origin)
+        if new_state is not None:
+            store(user, new_state.model_copy(update={"applied": tuple(origin)}), origin)
 
     async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
         started = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from processors.ticker import TICK_PREFIX
+from schemas.control import is_control
 from sinks.routes import Route
 from sinks.rows import Row
 from sinks.tables import TableSpec
@@ -113,8 +114,8 @@ def decode_batch(
     rejected: list[Row] = []
     for i, rec in enumerate(records):
         value = rec.value
-        if value is not None and value.startswith(TICK_PREFIX):
-            continue  # a debounce tick shares the inbound topic; it is not a message
+        if value is not None and (value.startswith(TICK_PREFIX) or is_control(value)):
+            continue  # ticks and control records share the inbound topic; not messages
         try:
             if value is None:
                 raise ValueError("no value (a tombstone)")
