@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
+from ingest.search import search_router
 from ingest.signature import verify_signature
 from schemas.events import WebhookUnrecognized
 from schemas.topics import Topics, all_topic_specs
@@ -259,4 +260,5 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(search_router(settings))
     return app

@@ -29,7 +29,8 @@ import orjson
 from pydantic import BaseModel
 
 from processors import debounce
-from processors.actions import EmbedText, RequestHandoff
+from processors.actions import RequestHandoff
+from processors.embeddings.requests import embedding_requests
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
@@ -284,6 +285,14 @@ def _register_converse(worker: Worker) -> None:
         if new_state is not None:
             store(user, new_state.model_copy(update={"applied": tuple(origin)}), origin)
 
+    def embedding_items(turn: Turn) -> list[tuple[Any, str, BaseModel | bytes]]:
+        """One embedding request per text message of the turn, whatever the engine
+        decided (also while a human has the conversation). Any path that closes a
+        turn publishes these with its other effects."""
+        if not settings.embedding_workers:
+            return []  # embeddings off
+        return [(out["embeddings"], turn.user_id, r) for r in embedding_requests(turn)]
+
     async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
         started = time.perf_counter()
         decision = await engine.decide(state.session, turn, now)
@@ -293,9 +302,9 @@ def _register_converse(worker: Worker) -> None:
             for m in outbound
         ]
         for action in decision.actions:
-            if isinstance(action, RequestHandoff | EmbedText):
-                name = "handoffs" if isinstance(action, RequestHandoff) else "embeddings"
-                items.append((out[name], turn.user_id, _action_event(turn, action, now)))
+            if isinstance(action, RequestHandoff):
+                items.append((out["handoffs"], turn.user_id, _action_event(turn, action, now)))
+        items += embedding_items(turn)  # EmbedText actions: these supersede them
         decided = turn_decided(turn, decision, engine=settings.engine, decided_at=utcnow())
         items.append((out["decisions"], turn.user_id, decided))
         await publish_all(items)
@@ -333,7 +342,7 @@ async def _ack(event: Any) -> None:
     event.ack()
 
 
-def _action_event(turn: Turn, action: RequestHandoff | EmbedText, now: datetime) -> bytes:
+def _action_event(turn: Turn, action: RequestHandoff, now: datetime) -> bytes:
     doc = {
         "schema_version": 1,
         "turn_id": turn.turn_id,

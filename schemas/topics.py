@@ -26,7 +26,10 @@ class Topics:
     dead_letters: str
     handoffs: str
     embeddings: str
+    """Embedding requests (`schemas.embeddings.EmbeddingRequested`): converse → embedder."""
     processing_dead_letters: str
+    embedding_vectors: str
+    """Vectors (`schemas.embeddings.EmbeddingComputed`): embedder → sink."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -43,6 +46,7 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            embedding_vectors=f"{p}.embeddings.vectors.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -63,6 +67,7 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.embedding_vectors,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,39 @@ DUCK_TYPES: dict[pa.DataType, str] = {
 
 
 def column_type(spec: TableSpec, field: pa.Field) -> str:
+    override = dict(spec.duck_types).get(field.name)
+    if override is not None:
+        return override
     return "JSON" if field.name in spec.json_columns else DUCK_TYPES[field.type]
+
+
+def keep_file_array_sizes(
+    con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]
+) -> list[TableSpec]:
+    """A fixed-size array column (`FLOAT[384]`) keeps the size the file already has:
+    another EMBEDDING_MODEL must not stop the whole sink. Its vectors of the other size
+    are refused row by row (sink_dead_letters) and search says which model the table
+    holds; a warning here says what to do."""
+    out: list[TableSpec] = []
+    for spec in specs:
+        existing = _columns(con, spec.name) if spec.duck_types else {}
+        types = []
+        for column, want in spec.duck_types:
+            have = existing.get(column)
+            if have is not None and have != want and want.endswith("]") and have.endswith("]"):
+                log.warning(
+                    "%s.%s is %s in the file, %s for the configured model: keeping the file's; "
+                    "vectors of the other size will be dead-lettered (move the table aside "
+                    "to start afresh)",
+                    spec.name,
+                    column,
+                    have,
+                    want,
+                )
+                want = have
+            types.append((column, want))
+        out.append(replace(spec, duck_types=tuple(types)) if spec.duck_types else spec)
+    return out
 
 
 def table_ddl(spec: TableSpec) -> str:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from json import encoder as _json_encoder
 from typing import Any
 
+import numpy as np
+
 Row = tuple[Any, ...]
 RowFn = Callable[[Any], Row]
 
@@ -175,3 +177,9 @@ def processing_dead_letter_row(d: Any) -> Row:
         d.value_b64,
         d.failed_at,
     )
+
+
+def embedding_row(e: Any) -> Row:
+    """The vector as float32 (numpy; Arrow takes it as a list of float32)."""
+    vector = np.frombuffer(base64.b64decode(e.vector_b64), dtype="<f4")
+    return (e.message_id, e.user_id, e.model, e.dim, vector, e.text, e.at, e.embedded_at)

@@ -27,6 +27,9 @@ class TableSpec:
     json_columns: tuple[str, ...] = ()
     latest_by: tuple[str, ...] = ()
     """Snapshots: the row of a key greatest by these columns wins (upsert)."""
+    duck_types: tuple[tuple[str, str], ...] = ()
+    """(column, DuckDB type) where the type is not the Arrow type's (`sinks.migrate`):
+    e.g. a fixed-size `FLOAT[384]` filled from an Arrow list of float32."""
 
     @property
     def columns(self) -> list[str]:
@@ -34,7 +37,7 @@ class TableSpec:
 
 
 def _spec(name: str, columns: list[tuple[str, pa.DataType]], **kw: tuple[str, ...]) -> TableSpec:
-    return TableSpec(name, pa.schema(columns), **kw)
+    return TableSpec(name, pa.schema(columns), **kw)  # type: ignore[arg-type]
 
 
 MESSAGES = _spec(
@@ -205,6 +208,35 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+DEFAULT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, the packaged default model
+
+
+def embeddings_spec(dim: int = DEFAULT_EMBEDDING_DIM) -> TableSpec:
+    """One vector per message (`schemas.embeddings.EmbeddingComputed`). `vector` is a
+    fixed-size `FLOAT[dim]`, dim taken from EMBEDDING_MODEL when the table is created
+    (`sinks.service`); a vector of another size is refused by DuckDB and lands in
+    `sink_dead_letters` with the reason. `at` is the message's time."""
+    return TableSpec(
+        "embeddings",
+        pa.schema(
+            [
+                ("message_id", pa.string()),
+                ("user_id", pa.string()),
+                ("model", pa.string()),
+                ("dim", pa.int32()),
+                ("vector", pa.list_(pa.float32())),
+                ("text", pa.string()),
+                ("at", TS),
+                ("embedded_at", TS),
+            ]
+        ),
+        key=("message_id",),
+        duck_types=(("vector", f"FLOAT[{dim}]"),),
+    )
+
+
+EMBEDDINGS = embeddings_spec()
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -248,5 +280,6 @@ TABLES: dict[str, TableSpec] = {
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
         SINK_DEAD_LETTERS,
+        EMBEDDINGS,
     )
 }

@@ -246,3 +246,17 @@ class ProcessingDeadLetter(Event, kw_only=True):
     attempts: NonNegative = 1
     value_b64: str
     failed_at: datetime
+
+
+# --- schemas.embeddings -------------------------------------------------------------------
+
+
+class EmbeddingComputed(Event, kw_only=True):
+    message_id: str
+    user_id: str
+    model: str
+    dim: int
+    vector_b64: str
+    text: str
+    at: datetime
+    embedded_at: datetime

@@ -109,6 +109,15 @@ def worker() -> None:
 
 
 @cli.command()
+def embedder() -> None:
+    """Run one embedder: embedding requests in, vectors out (EMBEDDING_* settings)."""
+    from zapstream.supervisor.runners import run_embedder
+
+    with exit_on_broker_errors():
+        run_embedder(load_settings())
+
+
+@cli.command()
 def sink() -> None:
     """Run the DuckDB sink: exactly one per DuckDB file."""
     from sinks.service import run_sink
@@ -245,6 +254,32 @@ def db(
     from zapstream.db_query import format_table
 
     typer.echo(format_table(columns, rows))
+
+
+@cli.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for (a sentence)")],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many hits")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of hits")] = False,
+) -> None:
+    """Messages closest in meaning to TEXT (cosine similarity of their embeddings)."""
+    from zapstream.search import SearchUnavailable
+    from zapstream.search import search as run_search
+
+    settings = load_settings()
+    try:
+        with exit_on_broker_errors():
+            hits = run_search(settings, text, limit)
+    except (SearchUnavailable, ValueError) as exc:
+        typer.echo(f"search: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False))
+        return
+    from zapstream.db_query import format_table
+
+    rows = [(f"{h.score:.3f}", h.at or "", h.user_id, h.text, h.message_id) for h in hits]
+    typer.echo(format_table(["score", "at", "user", "text", "message_id"], rows, max_width=60))
 
 
 def main() -> None:

@@ -95,3 +95,30 @@ def run_worker(settings: Settings) -> None:
     app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
     register_agents(app, settings)
     _run_faust(app, settings)
+
+
+def run_embedder(settings: Settings) -> None:
+    """One embedder process (`processors.embedder`). The model folder is checked first
+    (an unusable EMBEDDING_MODEL is a ConfigurationError: one line, exit code 2); the
+    model itself loads on the compute thread when the agent starts."""
+    from processors.embeddings.model import offline
+
+    offline()  # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before anything imports transformers
+    from processors.embedder import (
+        Embedder,
+        build_encoder,
+        check_model,
+        create_embedder_app,
+        lower_priority,
+        register_embedder,
+    )
+
+    configure_logging(settings.log_level, settings.log_format)
+    model = check_model(settings)
+    encoder = build_encoder(settings)
+    check_broker_sync(settings.require_bootstrap())
+    lower_priority()
+    use_event_loop(settings)
+    app = create_embedder_app(settings)
+    register_embedder(app, settings, Embedder(encoder, model))
+    _run_faust(app, settings)

@@ -37,6 +37,9 @@ COLORS = ["36", "33", "35", "32", "34", "31"]
 
 
 MAX_RESTARTS_PER_MINUTE = 5
+CONFIGURATION_ERROR_EXIT = 2
+"""The exit code of a child that refused its configuration (`zapstream.cli`): restarting
+it cannot help, so it is not restarted."""
 
 
 @dataclass
@@ -47,6 +50,9 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
     restarts: list[float] = field(default_factory=list)
+    optional: bool = False
+    """The stack runs on without it (the embedders): a configuration error stops only it."""
+    given_up: bool = False
 
 
 class Supervisor:
@@ -96,8 +102,10 @@ class Supervisor:
             return env
         return {**env, "CONSUMER_GROUP_INSTANCE_ID": f"{self.settings.app_id}-{name}"}
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
-        child = Child(name, command, env)
+    def spawn(
+        self, name: str, command: list[str], env: dict[str, str], *, optional: bool = False
+    ) -> Child:
+        child = Child(name, command, env, optional=optional)
         self._launch(child)
         self.children.append(child)
         return child
@@ -145,6 +153,9 @@ class Supervisor:
         for i in range(s.workers):
             name = f"worker{i + 1}" if s.workers > 1 else "worker"
             self.spawn(name, ["worker"], self._member(env, name, static))
+        for i in range(s.embedding_workers):
+            name = f"embedder{i + 1}" if s.embedding_workers > 1 else "embedder"
+            self.spawn(name, ["embedder"], self._member(env, name, static), optional=True)
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
@@ -171,11 +182,16 @@ class Supervisor:
         """Restart a child that died (a crashed worker resumes from its committed offsets
         and its tables' changelogs); give up when one keeps dying."""
         for child in self.children:
-            if child.proc is None or child.proc.poll() is None or self._stopping.is_set():
+            if child.given_up or child.proc is None or child.proc.poll() is None:
+                continue
+            if self._stopping.is_set():
                 continue
             now = time.monotonic()
             child.restarts = [t for t in child.restarts if now - t < 60] + [now]
             code = child.proc.returncode
+            if code == CONFIGURATION_ERROR_EXIT:
+                self._configuration_error(child)
+                continue
             if len(child.restarts) > MAX_RESTARTS_PER_MINUTE:
                 raise ZapstreamError(
                     f"{child.name} (pid {child.proc.pid}) keeps exiting (last code {code})"
@@ -184,6 +200,22 @@ class Supervisor:
                 "up", f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting it"
             )
             self._launch(child)
+
+    def _configuration_error(self, child: Child) -> None:
+        """A child that exited on a configuration error (its own output above says
+        which setting) is not restarted: it would fail the same way in a loop. An
+        optional child (an embedder) stays down and the stack runs on without it;
+        any other stops the stack with code 2."""
+        assert child.proc is not None
+        what = f"{child.name} (pid {child.proc.pid}) exited on a configuration error (code 2)"
+        if not child.optional:
+            raise ConfigurationError(f"{what}; not restarting it: fix the setting it names")
+        child.given_up = True
+        self.say(
+            "up",
+            f"{what}; not restarting it: fix the setting it names and restart the stack "
+            "(everything else keeps running)",
+        )
 
     def banner(self, bootstrap: str) -> None:
         s = self.settings
@@ -208,6 +240,8 @@ class Supervisor:
             + ("   (local sandbox)" if not s.graph_api_base_url else ""),
             f'  duckdb        {s.resolved_duckdb_path}   (query: zapstream db "SELECT ...")',
             f"  workers       {s.workers}",
+            f"  embedders     {s.embedding_workers}"
+            + ('   (search: zapstream search "text")' if s.embedding_workers else "   (off)"),
         ]
         dev = s.dev_defaults_in_use()
         if dev:
