@@ -180,6 +180,6 @@ def processing_dead_letter_row(d: Any) -> Row:
 
 
 def embedding_row(e: Any) -> Row:
-    """The vector as float32 (numpy; Arrow takes it as a list of float32)."""
-    vector = np.frombuffer(base64.b64decode(e.vector_b64), dtype="<f4")
+    """The vector as a list of floats (float32 values; Arrow makes a list of float32)."""
+    vector = np.frombuffer(base64.b64decode(e.vector_b64, validate=True), dtype="<f4").tolist()
     return (e.message_id, e.user_id, e.model, e.dim, vector, e.text, e.at, e.embedded_at)

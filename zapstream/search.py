@@ -69,7 +69,7 @@ def ranking_sql(vector: Sequence[float], model: str, limit: int) -> str:
         raise ValueError(f"limit must be 1..{MAX_LIMIT}")
     return (
         "SELECT message_id, user_id, text, "
-        f"array_cosine_similarity(vector, {vector_literal(vector)}) AS score, at "
+        f'array_cosine_similarity(vector, {vector_literal(vector)}) AS score, "at" '
         f"FROM embeddings WHERE model = {sql_literal(model)} AND dim = {len(vector)} "
         f"ORDER BY score DESC, message_id LIMIT {int(limit)}"
     )

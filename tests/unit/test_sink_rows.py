@@ -26,7 +26,7 @@ from sinks import wire
 from sinks.routes import Route, routes
 from sinks.rows import json_text
 from sinks.tables import TABLES
-from tests.support.events import decided, send_result
+from tests.support.events import decided, embedding_computed, send_result
 from zapstream.errors import InvalidPayload
 from zapstream.settings import Settings
 
@@ -66,6 +66,7 @@ def samples() -> list[tuple[str, bytes]]:
         ("TurnDecided", encode(decided("t1", user="55119", updated_at=received, turn_count=3)))
     )
     out.append(("SendResult", encode(send_result(4))))
+    out.append(("EmbeddingComputed", encode(embedding_computed(received))))
     out.append(
         (
             "ProcessingDeadLetter",
@@ -225,6 +226,7 @@ DERIVED: dict[str, set[str]] = {
     "statuses": {"error_code", "error_title"},
     "turns": {"message_count"},
     "processing_dead_letters": {"value"},
+    "embeddings": {"vector"},
 }
 
 
@@ -258,6 +260,9 @@ def test_each_column_holds_the_event_field_of_its_name(kind: str, value: bytes) 
     if kind == "TurnDecided":
         row = dict(zip(TABLES["turns"].columns, route.targets[0][1](event), strict=True))
         assert row["message_count"] == len(event.message_ids)
+    if kind == "EmbeddingComputed":
+        row = dict(zip(TABLES["embeddings"].columns, route.targets[0][1](event), strict=True))
+        assert row["vector"] == event.vector.tolist()
     if kind == "ProcessingDeadLetter":
         row = dict(
             zip(TABLES["processing_dead_letters"].columns, route.targets[0][1](event), strict=True)
