@@ -1,5 +1,5 @@
 """`GET /search?q=…&limit=…` on the webhook API (bearer ADMIN_TOKEN): semantic search
-over the stored message embeddings (`zapstream.search`). The query is encoded on one
+over the stored message embeddings (`processors.embeddings.search`). The query is encoded on one
 thread of its own (the model loads there on the first search) and DuckDB is read on
 another, so the webhook's event loop never waits for either."""
 
@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
 from ingest.auth import admin_guard
+from processors.embeddings.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchUnavailable, search
 from zapstream.errors import ConfigurationError
-from zapstream.search import MAX_LIMIT, MAX_QUERY_CHARS, SearchUnavailable, search
 from zapstream.settings import Settings
 
 

@@ -263,8 +263,8 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of hits")] = False,
 ) -> None:
     """Messages closest in meaning to TEXT (cosine similarity of their embeddings)."""
-    from zapstream.search import SearchUnavailable
-    from zapstream.search import search as run_search
+    from processors.embeddings.search import SearchUnavailable
+    from processors.embeddings.search import search as run_search
 
     settings = load_settings()
     try:

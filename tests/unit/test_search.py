@@ -16,8 +16,9 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-import zapstream.search as search_module
+import processors.embeddings.search as search_module
 from ingest.search import search_router
+from processors.embeddings.search import SearchUnavailable, ranking_sql, search, vector_literal
 from schemas.codec import encode
 from schemas.topics import Topics
 from sinks.batch import decode_batch
@@ -26,7 +27,6 @@ from sinks.routes import routes
 from sinks.tables import TABLES, embeddings_spec
 from tests.support.events import embedding_computed
 from zapstream.cli import cli
-from zapstream.search import SearchUnavailable, ranking_sql, search, vector_literal
 from zapstream.settings import Settings
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -68,7 +68,7 @@ def docs(model: str = MODEL) -> list[Any]:
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     sql_seen: list[str] = []
-    real_query = search_module.query
+    from zapstream.db_query import query as real_query
 
     def recording_query(s: Settings, sql: str) -> Any:
         sql_seen.append(sql)

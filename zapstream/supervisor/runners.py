@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import Any
 
 import faust
@@ -99,8 +100,9 @@ def run_worker(settings: Settings) -> None:
 
 def run_embedder(settings: Settings) -> None:
     """One embedder process (`processors.embedder`). The model folder is checked first
-    (an unusable EMBEDDING_MODEL is a ConfigurationError: one line, exit code 2); the
-    model itself loads on the compute thread when the agent starts."""
+    (an unusable EMBEDDING_MODEL is a ConfigurationError: one line, exit code 2), then
+    the model is loaded (built first, the first time) before the process joins the
+    consumer group."""
     from processors.embeddings.model import offline
 
     offline()  # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before anything imports transformers
@@ -118,6 +120,20 @@ def run_embedder(settings: Settings) -> None:
     encoder = build_encoder(settings)
     check_broker_sync(settings.require_bootstrap())
     lower_priority()
+    # Loaded before joining the consumer group: the first start builds the int8 file
+    # (the torch import and export hold the GIL for many seconds, which starved
+    # Faust's consumer thread of heartbeats when done inside the agent).
+    started = time.monotonic()
+    encoder.warm_up()  # InvalidEmbeddingModel here: one line, exit code 2
+    log.info(
+        "embedding model ready",
+        extra={
+            "model": model.name,
+            "backend": encoder.backend,
+            "dim": model.dim,
+            "seconds": round(time.monotonic() - started, 1),
+        },
+    )
     use_event_loop(settings)
     app = create_embedder_app(settings)
     register_embedder(app, settings, Embedder(encoder, model))
