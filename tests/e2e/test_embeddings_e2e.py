@@ -78,10 +78,11 @@ def wait_for_count(stack: Stack, sql: str, expected: int, timeout: float) -> int
 
 def test_messages_get_one_vector_each_and_a_paraphrase_finds_the_right_one(stack: Stack) -> None:
     ids: dict[str, str] = {}
+    users: dict[str, str] = {}
     bodies: dict[str, bytes] = {}
     for name, text in TEXTS.items():
-        ids[name] = new_wamid()
-        bodies[name] = dumps(text_webhook(text, wa_id=new_user(), message_id=ids[name]))
+        ids[name], users[name] = new_wamid(), new_user()
+        bodies[name] = dumps(text_webhook(text, wa_id=users[name], message_id=ids[name]))
         assert stack.post_raw(bodies[name], sign(bodies[name], APP_SECRET)).status_code == 200
     listed = ", ".join(f"'{i}'" for i in ids.values())
     count_sql = f"SELECT count(*) FROM embeddings WHERE message_id IN ({listed})"
@@ -107,6 +108,17 @@ def test_messages_get_one_vector_each_and_a_paraphrase_finds_the_right_one(stack
     assert stack.query(f"SELECT count(*) FROM embeddings WHERE message_id = '{ids['human']}'") == [
         (1,)
     ]
+
+    # "real person" handed that user to a human: the bot is silent, the text still embedded.
+    later = new_wamid()
+    body = dumps(text_webhook("My order never arrived.", wa_id=users["human"], message_id=later))
+    assert stack.post_raw(body, sign(body, APP_SECRET)).status_code == 200
+    later_sql = f"SELECT count(*) FROM embeddings WHERE message_id = '{later}'"
+    assert wait_for_count(stack, later_sql, 1, timeout=120) == 1
+    intents = stack.wait_for_rows(
+        f"SELECT intent FROM turns WHERE message_ids LIKE '%{later}%'", 1, timeout=60
+    )
+    assert intents == [("handoff_active",)]
 
     # Search, from the CLI (through the running sink) and from the API.
     env = {**stack.env, "PYTHONPATH": str(ROOT)}
