@@ -86,12 +86,16 @@ def _run_faust(app: faust.App, settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> None:
+    from processors import metrics
     from processors.agents import register_agents
     from processors.app import create_faust_app
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
     use_event_loop(settings)
-    app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
+    app = create_faust_app(
+        settings, app_id=settings.app_id, web_port=settings.worker_web_port, web=True
+    )
     register_agents(app, settings)
+    metrics.expose(app)  # GET /metrics on WORKER_WEB_PORT
     _run_faust(app, settings)
