@@ -31,7 +31,7 @@ log = logging.getLogger("zapstream.metrics")
 # No `*_created` sample beside every counter and histogram: Prometheus does not use
 # them and they double the page. (A process-wide switch of prometheus_client, read
 # at each scrape.)
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
