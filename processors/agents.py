@@ -177,7 +177,7 @@ async def publish_all(items: list[tuple[Any, str, BaseModel | bytes]]) -> None:
     ]
     await asyncio.gather(*pending)
     for topic, _, _ in items:
-        metrics.published.inc(topic.get_topic_name())
+        metrics.published_to(topic)
 
 
 def lane_agent(

@@ -94,7 +94,7 @@ class KeyedLanes:
     _slots: dict[Hashable, deque[_Slot]] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _metrics: StageMetrics | None = None
+    _metrics: StageMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.max_in_flight)
@@ -155,7 +155,6 @@ class KeyedLanes:
         plan = self.retry
         attempts = 0
         metrics = self._metrics
-        assert metrics is not None
         started = time.perf_counter()
         try:
             async for attempt in AsyncRetrying(
@@ -196,8 +195,7 @@ class KeyedLanes:
                 await self.dead_letter(token, exc, attempts)
 
     def _log_retry(self, state: RetryCallState) -> None:
-        if self._metrics is not None:
-            self._metrics.retries.inc()
+        self._metrics.retries.inc()
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "%s: attempt %d failed (%s: %s); retrying in %.2fs",

@@ -64,7 +64,14 @@ published = PerLabel(
         ("topic",),
     )
 )
-"""Counted by `agents.publish_all`."""
+"""Counted by `agents.publish_all` (through `published_to`)."""
+
+
+def published_to(topic: Any) -> None:
+    """One record acknowledged on a Faust topic (a channel or a multi-topic
+    description counts as "other": counting must never fail a publish)."""
+    names = getattr(topic, "topics", None)
+    published.inc(names[0] if names and len(names) == 1 else "other")
 _stage_events = _counter(
     "zapstream_stage_events_total",
     "Events a lane stage finished, by stage and outcome (handled | dead_lettered)",

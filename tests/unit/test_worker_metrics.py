@@ -192,11 +192,8 @@ def test_every_event_an_agent_receives_counts_as_consumed_from_its_topic() -> No
 
 class _Topic:
     def __init__(self, name: str) -> None:
-        self.name = name
+        self.topics = (name,)
         self.sent: list[bytes] = []
-
-    def get_topic_name(self) -> str:
-        return self.name
 
     async def send(self, key: bytes, value: bytes) -> Any:
         self.sent.append(value)
@@ -290,7 +287,7 @@ def test_a_failing_lag_source_gives_an_empty_series_not_a_failed_scrape() -> Non
 def test_each_worker_of_zapstream_up_gets_its_own_web_port_beside_the_others() -> None:
     from zapstream.supervisor.supervisor import worker_web_ports
 
-    def ports(**kw: int) -> list[int]:
+    def ports(**kw: Any) -> list[int]:
         return worker_web_ports(Settings(_env_file=None, **kw))  # type: ignore[call-arg]
 
     assert ports() == [6066]
