@@ -293,3 +293,18 @@ def test_each_worker_of_zapstream_up_gets_its_own_web_port_beside_the_others() -
     assert ports() == [6066]
     assert ports(workers=3) == [6066, 6068, 6069]  # 6067 is the sink's
     assert ports(workers=2, worker_web_port=7999, webhook_port=8000) == [7999, 8001]
+
+
+def test_a_worker_whose_web_port_is_taken_says_so_in_one_line() -> None:
+    import socket
+
+    from zapstream.errors import ConfigurationError
+    from zapstream.supervisor.runners import require_free_port
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ConfigurationError, match=f"WORKER_WEB_PORT: 127.0.0.1:{port} is in use"):
+            require_free_port("WORKER_WEB_PORT", port)
+    require_free_port("WORKER_WEB_PORT", port)  # free again
