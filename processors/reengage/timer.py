@@ -67,6 +67,8 @@ class Seen(NamedTuple):
     """Epoch seconds when the period is due; None: never (handled, opted out, ...)."""
     window_closes: float
     quiet_since: str
+    burst_open: bool = False
+    """The user is mid-burst: asked once the burst closes (the value changes then)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class ScanRule:
             return "handled"
         if now < seen.due:
             return "not_due"
+        if seen.burst_open:
+            return "burst_open"
         if now >= seen.window_closes and not self.has_template:
             return "outside_window_no_template"
         return ""
@@ -237,7 +241,7 @@ class Reengager:
             return Seen(value, partition, None, 0.0, "")
         due, closes = self.rule.read(quiet)
         since = quiet.quiet_since.isoformat() if quiet.quiet_since is not None else ""
-        return Seen(value, partition, due, closes, since)
+        return Seen(value, partition, due, closes, since, quiet.burst_open)
 
 
 def install(worker: Any, publish_all: PublishAll) -> Reengager | None:

@@ -281,3 +281,10 @@ def test_the_sent_event_round_trips() -> None:
     step = reengage_step(USER, state(), control(T0 + 2 * HOUR), CFG)
     assert step.event is not None
     assert decode(Reengagement, encode(step.event)) == step.event
+
+
+def test_the_scan_waits_for_an_open_burst_to_close() -> None:
+    rule = ScanRule.of(CFG)
+    due, closes = rule.read(quiet_of(state()))
+    open_burst = Seen(b"", 0, due, closes, "", burst_open=True)
+    assert rule.why_not(open_burst, (T0 + 2 * HOUR).timestamp()) == "burst_open"
