@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -59,47 +60,49 @@ PUBLISH_BATCH = 500
 
 
 class Seen(NamedTuple):
-    """What the scan read from one `users` value (kept while the value is unchanged)."""
+    """What the scan read from one `users` value, kept while the value is the same
+    object (a write replaces it): 4 slots, no strings."""
 
     value: bytes
     partition: int
-    due: float | None
-    """Epoch seconds when the period is due; None: never (handled, opted out, ...)."""
-    window_closes: float
-    quiet_since: str
+    due: float
+    """Epoch seconds when the period is due; `NEVER`: handled, opted out, with a human."""
     burst_open: bool = False
     """The user is mid-burst: asked once the burst closes (the value changes then)."""
+
+
+NEVER = math.inf
 
 
 @dataclass(frozen=True)
 class ScanRule:
     after_s: float
-    window_closes_after_s: float
+    closes_after_due_s: float
+    """The window closes this long after the period is due (negative: before)."""
     has_template: bool
 
     @classmethod
     def of(cls, cfg: ReengageConfig) -> ScanRule:
         window = SERVICE_WINDOW - timedelta(seconds=cfg.window_margin_s)
-        return cls(cfg.after_s, window.total_seconds(), bool(cfg.template))
+        return cls(cfg.after_s, window.total_seconds() - cfg.after_s, bool(cfg.template))
 
-    def read(self, quiet: Quiet) -> tuple[float | None, float]:
-        """(due, window closes) in epoch seconds; due None when it never will be."""
+    def due(self, quiet: Quiet) -> float:
+        """When the period is due (epoch seconds), `NEVER` when it never will be."""
         if quiet.quiet_since is None:
-            return None, 0.0
-        since = quiet.quiet_since.timestamp()
+            return NEVER
         if quiet.reengaged_for == quiet.quiet_since or quiet.opted_out or quiet.handoff_active:
-            return None, 0.0
-        return since + self.after_s, since + self.window_closes_after_s
+            return NEVER
+        return quiet.quiet_since.timestamp() + self.after_s
 
     def why_not(self, seen: Seen, now: float) -> str:
         """ "" when the user is due now, else the reason."""
-        if seen.due is None:
+        if seen.due == NEVER:
             return "handled"
         if now < seen.due:
             return "not_due"
         if seen.burst_open:
             return "burst_open"
-        if now >= seen.window_closes and not self.has_template:
+        if now >= seen.due + self.closes_after_due_s and not self.has_template:
             return "outside_window_no_template"
         return ""
 
@@ -121,8 +124,9 @@ class Reengager:
         self.rule = ScanRule.of(cfg)
         self.republish_after_s = republish_after_s
         self.seen: dict[str, Seen] = {}
-        self.asked: dict[str, tuple[str, float]] = {}
-        """user → (quiet_since, when asked): not asked again within republish_after_s."""
+        self.asked: dict[str, tuple[float, float]] = {}
+        """user → (due, when asked): not asked again for that period within
+        republish_after_s. Bounded: entries older than that are dropped each scan."""
 
     # --- in the user's lane ---------------------------------------------------------
     async def on_control(
@@ -175,7 +179,7 @@ class Reengager:
             return 0
         now = self.clock()
         items = list(worker.tables["users"].data.items())
-        due: list[tuple[str, str]] = []
+        due: list[tuple[str, Seen]] = []
         reasons: Counter[str] = Counter()
         seen: dict[str, Seen] = {}
         for start in range(0, len(items), CHUNK):
@@ -187,24 +191,25 @@ class Reengager:
         self.seen = seen
         for user in [u for u, (_, at) in self.asked.items() if now - at > self.republish_after_s]:
             del self.asked[user]
-        batch = [(user, since) for user, since in due if self.asked.get(user, ("",))[0] != since]
-        batch = batch[:MAX_PER_SCAN]
+        asked = self.asked
+        batch = [(u, e) for u, e in due if asked.get(u, (None,))[0] != e.due][:MAX_PER_SCAN]
         inbound = worker.out["inbound"]
         for start in range(0, len(batch), PUBLISH_BATCH):
             part = batch[start : start + PUBLISH_BATCH]
             await self.publish_all(
                 [
                     (inbound, user, control_value(CONTROL_KIND, now, quiet_since=since))
-                    for user, since in part
+                    for user, since in ((u, _quiet_since(e.value)) for u, e in part)
                 ]
             )
-            for user, since in part:
-                self.asked[user] = (since, now)
+            for user, entry in part:
+                asked[user] = (entry.due, now)
         level = logging.INFO if batch else logging.DEBUG
         log.log(
             level,
-            "re-engagement scan: %d asked, %d users seen, skipped %s",
+            "re-engagement scan: %d asked, %d due, %d users seen, skipped %s",
             len(batch),
+            len(due),
             len(seen),
             dict(reasons),
         )
@@ -215,11 +220,11 @@ class Reengager:
         items: list[tuple[str, bytes]],
         owned: set[int],
         now: float,
-        due: list[tuple[str, str]],
+        due: list[tuple[str, Seen]],
         reasons: Counter[str],
         seen: dict[str, Seen],
     ) -> None:
-        old = self.seen
+        old, why_not = self.seen, self.rule.why_not
         for user, value in items:
             entry = old.get(user)
             if entry is None or entry.value is not value:
@@ -227,21 +232,28 @@ class Reengager:
             seen[user] = entry
             if entry.partition not in owned:
                 continue
-            why = self.rule.why_not(entry, now)
+            if now < entry.due:  # the common case, inline: handled or not yet due
+                reasons["handled" if entry.due == NEVER else "not_due"] += 1
+                continue
+            why = why_not(entry, now)
             if why:
                 reasons[why] += 1
             else:
-                due.append((user, entry.quiet_since))
+                due.append((user, entry))
 
     def _read(self, value: bytes) -> Seen:
         _, partition, _ = header(value)
         try:
             quiet = quiet_of_json(orjson.loads(unwrap(value).payload))
         except (ValueError, TypeError):  # not ours to judge here: the lane reports it
-            return Seen(value, partition, None, 0.0, "")
-        due, closes = self.rule.read(quiet)
-        since = quiet.quiet_since.isoformat() if quiet.quiet_since is not None else ""
-        return Seen(value, partition, due, closes, since, quiet.burst_open)
+            return Seen(value, partition, NEVER)
+        return Seen(value, partition, self.rule.due(quiet), quiet.burst_open)
+
+
+def _quiet_since(value: bytes) -> str:
+    """The period's exact `quiet_since` (as the lane will read it), for the few asked."""
+    quiet = quiet_of_json(orjson.loads(unwrap(value).payload))
+    return quiet.quiet_since.isoformat() if quiet.quiet_since is not None else ""
 
 
 def install(worker: Any, publish_all: PublishAll) -> Reengager | None:

@@ -258,8 +258,7 @@ def test_the_scan_asks_only_for_due_users_something_fits() -> None:
     rule = ScanRule.of(CFG)
 
     def seen(st: UserState) -> Seen:
-        due, closes = rule.read(quiet_of(st))
-        return Seen(b"", 0, due, closes, "")
+        return Seen(b"", 0, rule.due(quiet_of(st)))
 
     now = (T0 + 2 * HOUR).timestamp()
     assert rule.why_not(seen(state()), now) == ""
@@ -271,8 +270,8 @@ def test_the_scan_asks_only_for_due_users_something_fits() -> None:
     assert rule.why_not(seen(sent), now) == "handled"
     no_template = ScanRule.of(ReengageConfig(after_s=3600, text="x", window_margin_s=60))
     late = (T0 + 30 * HOUR).timestamp()
-    due, closes = no_template.read(quiet_of(state()))
-    assert no_template.why_not(Seen(b"", 0, due, closes, ""), late) == "outside_window_no_template"
+    due = no_template.due(quiet_of(state()))
+    assert no_template.why_not(Seen(b"", 0, due), late) == "outside_window_no_template"
     # the lane agrees with the scan on every one of these
     assert check(quiet_of(state()), T0 + 30 * HOUR, CFG) == ("template", "")
 
@@ -285,6 +284,5 @@ def test_the_sent_event_round_trips() -> None:
 
 def test_the_scan_waits_for_an_open_burst_to_close() -> None:
     rule = ScanRule.of(CFG)
-    due, closes = rule.read(quiet_of(state()))
-    open_burst = Seen(b"", 0, due, closes, "", burst_open=True)
+    open_burst = Seen(b"", 0, rule.due(quiet_of(state())), burst_open=True)
     assert rule.why_not(open_burst, (T0 + 2 * HOUR).timestamp()) == "burst_open"
