@@ -256,7 +256,7 @@ def _quiet_since(value: bytes) -> str:
     return quiet.quiet_since.isoformat() if quiet.quiet_since is not None else ""
 
 
-def install(worker: Any, publish_all: PublishAll) -> Reengager | None:
+def install(worker: Any, publish_all: PublishAll) -> Reengager:
     """Register the control handler, the message hook and the scan timer on the
     worker, when re-engagement is on (REENGAGE_AFTER_S > 0)."""
     settings = worker.settings
