@@ -16,31 +16,49 @@ import time
 import tracemalloc
 from datetime import timedelta
 
-from processors.reengage.decide import ReengageConfig
+from processors.reengage.decide import CONTROL_KIND, ReengageConfig, reengage_step
+from schemas.control import control_value, parse_control
 from tests.support.reengage_fakes import T0, FakeClock, FakeWorker, reengager, user_state
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument(
+        "--unhandled",
+        action="store_true",
+        help="worst case: every user past the quiet time is still waiting to be asked "
+        "(default: they were re-engaged already, the steady state)",
+    )
     args = parser.parse_args()
     n = args.users
     worker = FakeWorker(partitions=12)
+    cfg = ReengageConfig(after_s=23 * 3600, text="oi?", template="volte", window_margin_s=60)
     for i in range(n):
         user = f"55{11_900_000_000 + i}"
-        # spread over two days: some due, some not, some past the window
-        worker.put(user, user_state(user, T0 - timedelta(seconds=(i * 172_800) // n)))
-    cfg = ReengageConfig(after_s=23 * 3600, text="oi?", template="volte", window_margin_s=60)
+        # last messages spread over two days: half of them quiet for longer than 23 h
+        last = T0 - timedelta(seconds=(i * 172_800) // n)
+        state = user_state(user, last)
+        if not args.unhandled and last <= T0 - timedelta(hours=23):
+            asked = control_value(CONTROL_KIND, T0.timestamp(), quiet_since=last.isoformat())
+            control = parse_control(asked)
+            assert control is not None
+            state = reengage_step(user, state, control, cfg).state or state
+        worker.put(user, state)
     clock = FakeClock(T0.timestamp())
     r = reengager(worker, clock, cfg)
     r.republish_after_s = 0.0
 
     def timed(label: str) -> None:
         worker.published.clear()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         asked = asyncio.run(r.scan())
         ms = (time.perf_counter() - started) * 1000
-        print(f"{label:<34} {ms:8.1f} ms  ({ms * 1000 / n:.2f} µs/user, {asked} asked)")
+        cpu_ms = (time.process_time() - cpu) * 1000
+        print(
+            f"{label:<34} {ms:8.1f} ms wall, {cpu_ms:8.1f} ms CPU "
+            f"({cpu_ms * 1000 / n:.2f} µs CPU/user, {asked} asked)"
+        )
 
     timed("first scan (decode every value)")
     timed("nothing changed")
