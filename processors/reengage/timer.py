@@ -168,6 +168,17 @@ class Reengager:
     def forget_asked(self) -> None:
         self.asked.clear()
 
+    async def tick(self) -> None:
+        """One scan for the timer: a failure (the broker unreachable, say) is logged and
+        the next scan tries again; it never stops the timer or the worker."""
+        try:
+            await self.scan()
+        except Exception as exc:
+            log.warning(
+                "re-engagement scan failed; the next one retries",
+                extra={"error_type": type(exc).__name__, "reason": str(exc)[:300]},
+            )
+
     async def scan(self) -> int:
         """Publish a `reengage` control record for every due user this worker owns;
         returns how many. Stops (publishing nothing) if a rebalance begins meanwhile."""
@@ -275,7 +286,7 @@ def install(worker: Any, publish_all: PublishAll) -> Reengager:
 
     @app.timer(interval)  # type: ignore[untyped-decorator]
     async def reengage_scan() -> None:
-        await reengager.scan()
+        await reengager.tick()
 
     @app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
     async def forget(sender: Any = None, **kwargs: Any) -> None:

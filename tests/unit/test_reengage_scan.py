@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from processors.reengage.decide import CONTROL_KIND, ReengageConfig, reengage_step
 from schemas.control import parse_control
@@ -108,3 +112,23 @@ def test_a_new_message_is_a_new_period_for_the_scan() -> None:
     clock.now = (later + timedelta(hours=2)).timestamp()
     asyncio.run(r.scan())
     assert asked(worker) == [("u", later.isoformat())]
+
+
+def test_a_failed_scan_is_logged_and_the_next_one_asks_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = FakeWorker()
+    clock = FakeClock((T0 + timedelta(hours=2)).timestamp())
+    worker.put("5511987654321", user_state("5511987654321", T0))
+    r = reengager(worker, clock, CFG)
+
+    async def down(items: list[tuple[Any, str, Any]]) -> None:
+        raise KafkaConnectionError("broker down")
+
+    r.publish_all = down
+    asyncio.run(r.tick())
+    assert "re-engagement scan failed" in caplog.text
+    assert "5511987654321" not in caplog.text
+    r.publish_all = worker.publish_all
+    asyncio.run(r.tick())
+    assert len(asked(worker)) == 1  # the failed ask was not remembered
