@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 
@@ -286,3 +287,26 @@ def test_the_scan_waits_for_an_open_burst_to_close() -> None:
     rule = ScanRule.of(CFG)
     open_burst = Seen(b"", 0, rule.due(quiet_of(state())), burst_open=True)
     assert rule.why_not(open_burst, (T0 + 2 * HOUR).timestamp()) == "burst_open"
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reengagement" / "v1"
+
+
+def test_the_v1_samples_keep_decoding() -> None:
+    """Frozen samples: never regenerate them from the models (a change that breaks one
+    needs a new schema_version and an upgrade in schemas.codec)."""
+    sent = decode(Reengagement, (FIXTURES / "reengagement_sent.json").read_bytes())
+    back = decode(Reengagement, (FIXTURES / "reengagement_returned.json").read_bytes())
+    assert (sent.event, sent.returned_at, back.event) == ("sent", None, "returned")
+    assert back.returned_at == datetime(2026, 11, 26, 13, 30, 1, tzinfo=UTC)
+    assert sent.key == USER
+    stored = UserState.decode((FIXTURES / "user_state_reengaged.json").read_bytes())
+    assert stored is not None
+    assert stored.reengaged is not None
+    assert stored.reengaged.quiet_since == datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    # the scan reads it the same way, and finds the period handled
+    assert quiet_of_json(orjson.loads((FIXTURES / "user_state_reengaged.json").read_bytes())) == (
+        quiet_of(stored)
+    )
+    c = control(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), stored.reengaged.quiet_since)
+    assert reengage_step(USER, stored, c, CFG).skipped == "already_reengaged"
