@@ -130,6 +130,21 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(default=1000, ge=1)
     """Events one worker handles concurrently (across users; one at a time per user)."""
 
+    # --- Re-engagement --------------------------------------------------------------
+    reengage_after_s: float = Field(default=0.0, ge=0)
+    """Send one message to a user quiet this long since their last message (once per
+    quiet period). 0 turns re-engagement off (the default: messaging customers who
+    did not write is a business decision). 82800 (23 h) reaches them while the
+    24-hour window is still open, so the free-form REENGAGE_TEXT can go."""
+    reengage_text: str = "Oi! Ainda posso ajudar com algo? É só responder esta mensagem."
+    """The free-form message, sent while the 24-hour customer-service window is open."""
+    reengage_template: str | None = None
+    """An approved template sent when the window has closed; unset: nothing is sent
+    outside the window."""
+    reengage_template_language: str = "pt_BR"
+    reengage_scan_interval_s: float = Field(default=30.0, gt=0)
+    """How often each worker looks for quiet users among the partitions it owns."""
+
     # --- Sender (Graph API) ---------------------------------------------------------
     send_rate_per_s: float = Field(default=80, gt=0)
     """Token bucket per business phone number (Meta's default limit is 80/s)."""
