@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from processors import metrics
 from processors.engine import SERVICE_WINDOW
 from processors.reengage.decide import (
     CONTROL_KIND,
@@ -143,6 +144,7 @@ class Reengager:
         await self.publish_all(
             [(out["outbound_low"], user, step.outbound), (out["reengagements"], user, step.event)]
         )
+        metrics.reengagements_sent.inc()
         log.info(
             "re-engagement sent",
             extra={
