@@ -92,6 +92,8 @@ def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
     use_event_loop(settings)
-    app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
+    app = create_faust_app(
+        settings, app_id=settings.app_id, web_port=settings.worker_web_port, tables=True
+    )
     register_agents(app, settings)
     _run_faust(app, settings)

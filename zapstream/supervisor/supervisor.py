@@ -144,7 +144,8 @@ class Supervisor:
         self.spawn("sink", ["sink"], self._member(env, "sink", static))
         for i in range(s.workers):
             name = f"worker{i + 1}" if s.workers > 1 else "worker"
-            self.spawn(name, ["worker"], self._member(env, name, static))
+            slot = {"WORKER_SLOT": name} if "WORKER_SLOT" not in env else {}
+            self.spawn(name, ["worker"], {**self._member(env, name, static), **slot})
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
