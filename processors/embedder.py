@@ -32,6 +32,7 @@ from typing import Any
 
 import faust
 
+from processors import metrics
 from processors.embeddings.backends import make_encoder
 from processors.embeddings.encoder import Backend, Encoder, FloatArray
 from processors.embeddings.model import ModelFolder, inspect_model
@@ -117,8 +118,12 @@ class Embedder:
 def create_embedder_app(settings: Settings) -> faust.App:
     from processors.app import create_faust_app
 
+    port = settings.embedding_web_port
     return create_faust_app(
-        settings, app_id=f"{settings.app_id}-embedder", web_port=settings.worker_web_port, web=False
+        settings,
+        app_id=f"{settings.app_id}-embedder",
+        web_port=port or settings.worker_web_port,
+        web=port is not None,
     )
 
 
@@ -140,6 +145,8 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
             try:
                 pending = [await t.send(key=k.encode(), value=v) for t, k, v in items]
                 await asyncio.gather(*pending)
+                for topic, _, _ in items:
+                    metrics.published_to(topic)
                 return
             except Exception as exc:
                 if pause is None:
@@ -208,7 +215,9 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
             if good:
                 requests = [r for _, r in good]
                 try:
+                    encode_started = time.perf_counter()
                     vectors = await embedder.encode([r.text for r in requests])
+                    metrics.embed_batch(len(requests), time.perf_counter() - encode_started)
                     computed = vector_events(requests, vectors, embedder.model.name, now)
                     items += [(vectors_topic, c.user_id, encode(c)) for c in computed]
                 except ZapstreamError as exc:

@@ -30,6 +30,7 @@ class Topics:
     processing_dead_letters: str
     embedding_vectors: str
     """Vectors (`schemas.embeddings.EmbeddingComputed`): embedder → sink."""
+    reengagements: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -47,6 +48,7 @@ class Topics:
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
             embedding_vectors=f"{p}.embeddings.vectors.v1",
+            reengagements=f"{p}.reengagements.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -68,6 +70,7 @@ class Topics:
             self.embeddings,
             self.processing_dead_letters,
             self.embedding_vectors,
+            self.reengagements,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 

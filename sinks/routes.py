@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, embeddings, events, outbound, processing
+from schemas import conversation, embeddings, events, outbound, processing, reengagement
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -95,5 +95,10 @@ def routes(topics: Topics) -> dict[str, Route]:
             embeddings.EmbeddingComputed,
             wire.EmbeddingComputed,
             ("embeddings", rows.embedding_row),
+        ),
+        topics.reengagements: route(
+            reengagement.Reengagement,
+            wire.Reengagement,
+            ("reengagements", rows.reengagement_row),
         ),
     }

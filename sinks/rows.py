@@ -183,3 +183,15 @@ def embedding_row(e: Any) -> Row:
     """The vector as a list of floats (float32 values; Arrow makes a list of float32)."""
     vector = np.frombuffer(base64.b64decode(e.vector_b64, validate=True), dtype="<f4").tolist()
     return (e.message_id, e.user_id, e.model, e.dim, vector, e.text, e.at, e.embedded_at)
+
+
+def reengagement_row(r: Any) -> Row:
+    return (
+        r.reengagement_id,
+        r.user_id,
+        r.quiet_since,
+        r.sent_at,
+        r.kind,
+        r.outbound_id,
+        r.returned_at,
+    )

@@ -260,3 +260,17 @@ class EmbeddingComputed(Event, kw_only=True):
     text: str
     at: datetime
     embedded_at: datetime
+
+
+# --- schemas.reengagement -------------------------------------------------------------
+
+
+class Reengagement(Event, kw_only=True):
+    event: Literal["sent", "returned"]
+    reengagement_id: str
+    user_id: str
+    quiet_since: datetime
+    sent_at: datetime
+    kind: Literal["text", "template"]
+    outbound_id: str
+    returned_at: datetime | None = None

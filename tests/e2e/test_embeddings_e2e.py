@@ -8,6 +8,7 @@ English texts: the default model is English-trained.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -147,3 +148,13 @@ def test_messages_get_one_vector_each_and_a_paraphrase_finds_the_right_one(stack
     assert resp.status_code == 200, resp.text
     assert resp.json()[0]["message_id"] == ids["human"]
     assert httpx.get(f"{stack.url}/search", params={"q": "x"}, timeout=30).status_code == 401
+
+    # The embedder's /metrics moved: batches encoded, vectors published.
+    port = next(m.group(1) for line in stack.lines if (m := re.search(r"embedder :(\d+)", line)))
+    page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+    batches = re.search(r"^zapstream_embedding_batch_size_count (\S+)$", page, re.M)
+    assert batches is not None, page[:2000]
+    assert float(batches.group(1)) >= 1
+    assert re.search(
+        r'^zapstream_events_published_total\{topic="[^"]*embeddings\.vectors', page, re.M
+    )
