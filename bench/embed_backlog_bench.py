@@ -33,7 +33,9 @@ from bench.chain_report import describe
 from bench.chain_stack import CodeTree, UpStack, free_port
 from schemas.codec import encode
 from schemas.embeddings import EmbeddingRequested
+from schemas.topics import Topics
 from tests.support.embedding_texts import corpus
+from zapstream.settings import Settings
 
 HERE = Path(__file__).resolve().parents[1]
 OUT = HERE / "bench" / "out"
@@ -123,7 +125,7 @@ def main() -> None:
             warm_up(stack, sandbox, chain_args)
             results = []
             for tag, backlog in ((1, 0), (2, args.backlog)):
-                topic = "zapstream.embeddings.requested.v1"
+                topic = Topics.from_settings(Settings()).embeddings  # the default prefix
                 if backlog:
                     took = asyncio.run(write_backlog(bootstrap, topic, backlog))
                     print(f"  wrote {backlog} embedding requests in {took:.1f}s", flush=True)
