@@ -147,12 +147,12 @@ def run_embedder(settings: Settings) -> None:
     port = settings.embedding_web_port
     if port is not None:
         require_free_port("EMBEDDING_WEB_PORT", port)
-    lower_priority()
     # Loaded before joining the consumer group: the first start builds the int8 file
     # (the torch import and export hold the GIL for many seconds, which starved
     # Faust's consumer thread of heartbeats when done inside the agent).
     started = time.monotonic()
     encoder.warm_up()  # InvalidEmbeddingModel here: one line, exit code 2
+    priority = lower_priority()  # before any other thread starts: they inherit it
     log.info(
         "embedding model ready",
         extra={
@@ -160,6 +160,7 @@ def run_embedder(settings: Settings) -> None:
             "backend": encoder.backend,
             "dim": model.dim,
             "seconds": round(time.monotonic() - started, 1),
+            "cpu_priority": priority,
         },
     )
     use_event_loop(settings)
