@@ -84,3 +84,14 @@ def test_any_other_child_with_a_configuration_error_stops_the_stack_with_code_2(
         assert out.getvalue().count("started worker") == 1
     finally:
         sup.stop()
+
+
+def test_each_embedder_of_zapstream_up_gets_a_metrics_port_after_the_workers() -> None:
+    from zapstream.supervisor.supervisor import embedder_web_ports
+
+    def ports(**kw: object) -> list[int]:
+        return embedder_web_ports(Settings(_env_file=None, **kw))  # type: ignore[call-arg]
+
+    assert ports() == [6068]  # worker 6066, sink 6067
+    assert ports(embedding_workers=2, workers=2) == [6070, 6071]  # workers 6066, 6068
+    assert ports(embedding_workers=0) == []
