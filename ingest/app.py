@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.handoffs import handoffs_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
@@ -240,6 +241,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         for item in items:
             metrics.published.labels(item.topic).inc()
         return "accepted", JSONResponse({"status": "ok", "events": len(items)})
+
+    app.include_router(handoffs_router(settings, publisher, connector.connected.is_set))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

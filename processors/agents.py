@@ -33,6 +33,7 @@ from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
+from processors.handoff.lifecycle import turn_events as handoff_turn_events
 from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
 from processors.outbound import to_outbound
@@ -293,9 +294,10 @@ def _register_converse(worker: Worker) -> None:
             for m in outbound
         ]
         for action in decision.actions:
-            if isinstance(action, RequestHandoff | EmbedText):
-                name = "handoffs" if isinstance(action, RequestHandoff) else "embeddings"
-                items.append((out[name], turn.user_id, _action_event(turn, action, now)))
+            if isinstance(action, EmbedText):
+                items.append((out["embeddings"], turn.user_id, _action_event(turn, action, now)))
+        handoffs = handoff_turn_events(state.session, decision.session, turn, decision.actions, now)
+        items += [(out["handoffs"], turn.user_id, e) for e in handoffs]
         decided = turn_decided(turn, decision, engine=settings.engine, decided_at=utcnow())
         items.append((out["decisions"], turn.user_id, decided))
         await publish_all(items)

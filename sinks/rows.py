@@ -175,3 +175,19 @@ def processing_dead_letter_row(d: Any) -> Row:
         d.value_b64,
         d.failed_at,
     )
+
+
+def handoff_event_row(e: Any) -> Row:
+    return (
+        e.event_id,
+        e.event,
+        e.handoff_id,
+        e.user_id,
+        e.at,
+        e.reason,
+        e.source,
+        e.turn_id,
+        e.outbound_id,
+        e.attempts,
+        e.opened_at,
+    )

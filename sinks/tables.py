@@ -205,6 +205,28 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+# Every handoff lifecycle event (schemas.handoff), once each; the view `handoffs`
+# (sinks.migrate) folds them into one row per handoff. Events of one handoff come from
+# three places (the user's lane, the notifier, the admin API) in any order, so a
+# snapshot upsert would lose columns: folding keeps each step's first time.
+HANDOFF_EVENTS = _spec(
+    "handoff_events",
+    [
+        ("event_id", pa.string()),
+        ("event", pa.string()),
+        ("handoff_id", pa.string()),
+        ("user_id", pa.string()),
+        ("event_at", TS),
+        ("reason", pa.string()),
+        ("source", pa.string()),
+        ("turn_id", pa.string()),
+        ("outbound_id", pa.string()),
+        ("attempts", pa.int32()),
+        ("opened_at", TS),
+    ],
+    key=("event_id",),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -247,6 +269,7 @@ TABLES: dict[str, TableSpec] = {
         SEND_RESULTS,
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
+        HANDOFF_EVENTS,
         SINK_DEAD_LETTERS,
     )
 }

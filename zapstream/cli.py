@@ -38,6 +38,43 @@ def load_settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
+SECRETS_USED: dict[str, tuple[str, ...]] = {
+    "api": ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN"),
+    "worker": ("WHATSAPP_ACCESS_TOKEN", "HELPDESK_SECRET"),
+    "sink": (),
+    "sandbox": ("WHATSAPP_APP_SECRET", "WHATSAPP_ACCESS_TOKEN"),
+}
+"""The secrets each long-running command uses (checked with ENV=production)."""
+
+
+def secrets_of_up(settings: Settings) -> tuple[str, ...]:
+    """`zapstream up` starts the api, the workers, the sink and (without
+    GRAPH_API_BASE_URL) the sandbox: it needs what they need."""
+    started = ["api", "worker", "sink"] + ([] if settings.graph_api_base_url else ["sandbox"])
+    return tuple(dict.fromkeys(name for cmd in started for name in SECRETS_USED[cmd]))
+
+
+def require_production_ready(settings: Settings, command: str, uses: tuple[str, ...]) -> None:
+    """With ENV=production, refuse to start (code 2, one line naming the secrets that
+    are missing or still development defaults; never their values)."""
+    problems = settings.production_problems(uses)
+    if problems:
+        typer.echo(
+            f"configuration error: ENV=production: zapstream {command} refuses to start: "
+            + "; ".join(problems),
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def settings_for(command: str, **overrides: object) -> Settings:
+    """The settings of a long-running command, checked for production."""
+    settings = load_settings(**overrides)
+    uses = secrets_of_up(settings) if command == "up" else SECRETS_USED.get(command, ())
+    require_production_ready(settings, command, uses)
+    return settings
+
+
 def setting_problems(exc: ValidationError) -> list[str]:
     """One line per wrong setting, named as its environment variable."""
     lines = []
@@ -78,7 +115,7 @@ def up(
     from zapstream.log import configure_logging
     from zapstream.supervisor.supervisor import Supervisor
 
-    settings = load_settings(broker=broker, workers=workers)
+    settings = settings_for("up", broker=broker, workers=workers)
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
@@ -96,7 +133,7 @@ def api() -> None:
     from zapstream.supervisor.runners import run_api
 
     with exit_on_broker_errors():
-        run_api(load_settings())
+        run_api(settings_for("api"))
 
 
 @cli.command()
@@ -105,7 +142,7 @@ def worker() -> None:
     from zapstream.supervisor.runners import run_worker
 
     with exit_on_broker_errors():
-        run_worker(load_settings())
+        run_worker(settings_for("worker"))
 
 
 @cli.command()
@@ -114,7 +151,7 @@ def sink() -> None:
     from sinks.service import run_sink
 
     with exit_on_broker_errors():
-        run_sink(load_settings())
+        run_sink(settings_for("sink"))
 
 
 @cli.command()
@@ -122,7 +159,7 @@ def sandbox() -> None:
     """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
     from zapstream.sandbox.app import run_sandbox
 
-    run_sandbox(load_settings())
+    run_sandbox(settings_for("sandbox"))
 
 
 @cli.command()

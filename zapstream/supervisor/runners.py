@@ -87,11 +87,12 @@ def _run_faust(app: faust.App, settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     from processors.agents import register_agents
+    from processors.handoff.agent import register_handoff
     from processors.app import create_faust_app
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
     use_event_loop(settings)
     app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
-    register_agents(app, settings)
+    register_handoff(register_agents(app, settings))  # handoff: commands, notifier
     _run_faust(app, settings)
