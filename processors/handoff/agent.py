@@ -176,14 +176,18 @@ def _register_notifier(worker: Worker) -> None:
         current = entry(hid)
         if current is None or current.state not in ("notified", "renotifying"):
             return  # released, renotified already, failed or unknown
-        await durable_set(ledger, hid, value("renotifying", current.opened, event.message.partition))
+        await durable_set(
+            ledger, hid, value("renotifying", current.opened, event.message.partition)
+        )
         await post(current.opened, "renotify", event, "renotified")
 
     async def post(opened: HandoffEvent, kind: Kind, event: Any, done: LedgerState) -> None:
         hid, user, partition = opened.handoff_id or "", opened.user_id, event.message.partition
         body = notification_body(opened, kind)
         try:
-            attempts = await client().deliver(body, headers(secret, body, opened, kind), f"{hid}.{kind}")
+            attempts = await client().deliver(
+                body, headers(secret, body, opened, kind), f"{hid}.{kind}"
+            )
         except HelpdeskError as exc:
             ledger[hid] = value("failed", opened, partition)
             await give_up(opened, kind, event, exc)
@@ -205,7 +209,12 @@ def _register_notifier(worker: Worker) -> None:
         )
         log.info(
             "helpdesk notified",
-            extra={"wa_id": mask_phone(user), "handoff_id": hid, "kind": kind, "attempts": attempts},
+            extra={
+                "wa_id": mask_phone(user),
+                "handoff_id": hid,
+                "kind": kind,
+                "attempts": attempts,
+            },
         )
 
     async def give_up(opened: HandoffEvent, kind: Kind, event: Any, exc: HelpdeskError) -> None:
@@ -235,13 +244,17 @@ def _register_notifier(worker: Worker) -> None:
             value_b64=ProcessingDeadLetter.encode_value(event.value),
             failed_at=now,
         )
-        await publish_all([(out["handoffs"], user, failed), (out["processing_dead_letters"], user, letter)])
+        await publish_all(
+            [(out["handoffs"], user, failed), (out["processing_dead_letters"], user, letter)]
+        )
         log.error(
             "helpdesk notification dead-lettered",
             extra={"wa_id": mask_phone(user), "handoff_id": hid, "reason": reason},
         )
 
-    lane_agent(worker, raw_topic(app, worker.topics.handoffs), "notify", handle, settings.max_in_flight)
+    lane_agent(
+        worker, raw_topic(app, worker.topics.handoffs), "notify", handle, settings.max_in_flight
+    )
 
     @app.timer(RENOTIFY_CHECK_S)  # type: ignore[untyped-decorator]
     async def renotify_timer() -> None:
@@ -253,7 +266,12 @@ def _register_notifier(worker: Worker) -> None:
         owned = worker.owned(worker.topics.handoffs)
         for hid, raw in list(ledger.data.items()):
             _, partition, due = header(raw)
-            if not due or due > now or partition not in owned or asked.get(hid, 0) > now - REASK_AFTER_S:
+            if (
+                not due
+                or due > now
+                or partition not in owned
+                or asked.get(hid, 0) > now - REASK_AFTER_S
+            ):
                 continue
             user = LedgerEntry.decode(unwrap(raw).payload).opened.user_id
             await out["handoffs"].send(

@@ -28,7 +28,9 @@ log = logging.getLogger("zapstream.handoff")
 
 
 class HelpdeskClient:
-    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = settings.helpdesk_webhook_url or ""
         self.max_attempts = settings.handoff_notify_max_attempts
         self.base_s = settings.handoff_notify_backoff_base_s
