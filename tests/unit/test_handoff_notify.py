@@ -88,7 +88,7 @@ def test_the_ledger_entry_round_trips_and_renotify_is_due_after_its_time() -> No
     assert LedgerEntry.decode(entry.encode()) == entry
     assert renotify_due(OPENED, 600) == T0.timestamp() + 600
     assert renotify_due(OPENED, 0) == 0.0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown ledger state"):
         LedgerEntry.decode(b"bogus {}")
 
 
@@ -134,7 +134,8 @@ async def test_a_helpdesk_that_keeps_failing_gives_up_after_the_attempts_with_it
     client = _client([503], seen, handoff_notify_max_attempts=4)
     with pytest.raises(HelpdeskUnavailable) as caught:
         await client.deliver(b"{}", {}, "d")
-    assert caught.value.attempts == 4 and len(seen) == 4
+    assert caught.value.attempts == 4
+    assert len(seen) == 4
     assert "503" in caught.value.reason
     await client.aclose()
 
@@ -151,5 +152,6 @@ async def test_no_answer_at_all_is_retried_like_a_5xx() -> None:
     client = HelpdeskClient(settings, transport=httpx.MockTransport(refuse))
     with pytest.raises(HelpdeskUnavailable) as caught:
         await client.deliver(b"{}", {}, "d")
-    assert caught.value.attempts == 2 and caught.value.status_code is None
+    assert caught.value.attempts == 2
+    assert caught.value.status_code is None
     await client.aclose()

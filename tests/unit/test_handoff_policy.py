@@ -77,7 +77,9 @@ def test_a_handoff_expires_only_after_its_time() -> None:
     s = in_handoff()
     assert expire_handoff(s, T0 + timedelta(hours=23), timedelta(hours=24)) == s
     ended = expire_handoff(s, T0 + timedelta(hours=24), timedelta(hours=24))
-    assert ended is not None and not ended.handoff_active and ended.handoff_id is None
+    assert ended is not None
+    assert not ended.handoff_active
+    assert ended.handoff_id is None
     assert expire_handoff(s, T0 + timedelta(days=300), None) == s  # 0: never
 
 
@@ -86,7 +88,8 @@ def test_a_requested_handoff_opens_with_an_id_derived_from_the_turn() -> None:
     after = observe_turn(None, t, T0)
     decision = Decision(after, (RequestHandoff(reason="asked"),), "x")
     opened = track_handoff(None, decision, t, T0).session
-    assert opened.handoff_active and opened.handoff_since == T0
+    assert opened.handoff_active
+    assert opened.handoff_since == T0
     assert opened.handoff_id == handoff_id_for(USER, t.turn_id)
     assert track_handoff(None, decision, t, T0).session == opened  # a replay: the same id
 
@@ -106,7 +109,8 @@ async def test_the_echo_engine_is_silenced_by_an_open_handoff_and_answers_after_
     d = await engine.decide(s, turn("m2", at=T0 + timedelta(minutes=1)), T0 + timedelta(minutes=1))
     assert d.actions == ()
     assert [x.reason for x in d.dropped] == [HANDOFF_ACTIVE]
-    assert d.session.handoff_active and d.session.handoff_id == "hnd_x"
+    assert d.session.handoff_active
+    assert d.session.handoff_id == "hnd_x"
     released = release(d.session, at=T0 + timedelta(minutes=2))
     assert released is not None
     after, event = released
@@ -159,7 +163,8 @@ async def test_two_fallbacks_in_a_row_hand_off() -> None:
     d2 = await engine.decide(d1.session, t2, at)
     assert d2.session.handoff_active
     events = turn_events(d1.session, d2.session, t2, d2.actions, at)
-    assert [e.event for e in events] == ["opened"] and "fallbacks" in (events[0].reason or "")
+    assert [e.event for e in events] == ["opened"]
+    assert "fallbacks" in (events[0].reason or "")
 
 
 def test_an_agent_opens_a_handoff_once_with_an_id_from_the_command() -> None:

@@ -76,8 +76,10 @@ def test_a_command_refuses_to_start_in_production_with_dev_secrets(command: str)
     result = CliRunner().invoke(cli, [command], env=env)
     assert result.exit_code == 2, result.output
     line = result.output.strip()
-    assert "ENV=production" in line and f"zapstream {command} refuses to start" in line
-    assert DEV_APP_SECRET not in line and "is still the development default" in line
+    assert "ENV=production" in line
+    assert f"zapstream {command} refuses to start" in line
+    assert DEV_APP_SECRET not in line
+    assert "is still the development default" in line
 
 
 def test_the_banner_names_dev_secrets_but_prints_no_secret_value() -> None:
@@ -89,7 +91,8 @@ def test_the_banner_names_dev_secrets_but_prints_no_secret_value() -> None:
     )
     Supervisor(settings, out=out).banner("127.0.0.1:9092")
     text = out.getvalue()
-    assert "WHATSAPP_APP_SECRET" in text and "HELPDESK_SECRET" in text
+    assert "WHATSAPP_APP_SECRET" in text
+    assert "HELPDESK_SECRET" in text
     for value in (
         DEV_APP_SECRET,
         "dev-verify-token",

@@ -87,8 +87,8 @@ def _run_faust(app: faust.App, settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     from processors.agents import register_agents
-    from processors.handoff.agent import register_handoff
     from processors.app import create_faust_app
+    from processors.handoff.agent import register_handoff
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
