@@ -149,7 +149,7 @@ SELECT h.handoff_id, h.user_id, h.reason, h.source, h.opened_at, h.notified_at,
        coalesce(h.released_at, h.expired_at) AS released_at,
        CASE WHEN h.released_at IS NOT NULL THEN 'released'
             WHEN h.expired_at IS NOT NULL THEN 'expired'
-            WHEN h.notify_failed THEN 'notify_failed'
+            WHEN h.notify_failed AND h.notified_at IS NULL THEN 'notify_failed'
             ELSE 'open' END AS outcome,
        h.notify_error
 FROM h

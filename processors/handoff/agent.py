@@ -165,8 +165,10 @@ def _register_notifier(worker: Worker) -> None:
         hid = opened.handoff_id
         assert hid is not None
         current = entry(hid)
-        if current is not None and current.state != "sending":
-            return  # notified already (a redelivery), or given up on, or closed
+        if current is not None and current.state not in ("sending", "failed"):
+            return  # notified already (a redelivery), or closed
+        # "sending": a crash mid-post, post again (same delivery id); "failed": the
+        # event replayed from its dead letter, try the helpdesk again
         partition = event.message.partition
         await durable_set(ledger, hid, value("sending", opened, partition))
         await post(opened, "opened", event, "notified")

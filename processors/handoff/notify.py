@@ -13,7 +13,8 @@ The ledger (the worker table `notified`, keyed by handoff id, one entry per open
 handoff) says how far the notifier got: `sending` is stored (and acknowledged)
 before the first post, `notified` after it. A redelivered `opened` event finds
 `notified` and posts nothing; one that finds `sending` (a crash mid-post) posts again
-with the same delivery id. The entry's `due` is when to renotify.
+with the same delivery id, and so does one that finds `failed` (the event replayed
+from its dead letter once the helpdesk is back). The entry's `due` is when to renotify.
 """
 
 from __future__ import annotations

@@ -155,3 +155,20 @@ async def test_no_answer_at_all_is_retried_like_a_5xx() -> None:
     assert caught.value.attempts == 2
     assert caught.value.status_code is None
     await client.aclose()
+
+
+async def test_retry_logs_name_the_delivery_never_the_secret_url_or_number(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[httpx.Request] = []
+    client = _client([500, 200], seen)
+    body = notification_body(OPENED, "opened")
+    with caplog.at_level("DEBUG"):
+        await client.deliver(body, headers("the-secret", body, OPENED, "opened"), "hnd_1.opened")
+    # ours only: httpx's request log (it names the URL) is held at WARNING by
+    # zapstream.log.configure_logging
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("zapstream"))
+    assert "hnd_1.opened" in ours
+    for leak in ("the-secret", "helpdesk.test", "5511987654321"):
+        assert leak not in ours
+    await client.aclose()
