@@ -208,6 +208,10 @@ class Supervisor:
             + ("   (local sandbox)" if not s.graph_api_base_url else ""),
             f'  duckdb        {s.resolved_duckdb_path}   (query: zapstream db "SELECT ...")',
             f"  workers       {s.workers}",
+            f"  handoffs      http://{s.webhook_host}:{s.webhook_port}/handoffs   (bearer ADMIN_TOKEN"
+            + ("" if s.admin_token else ": unset, so 403")
+            + "; helpdesk "
+            + ("notified)" if s.helpdesk_webhook_url else "not notified: HELPDESK_WEBHOOK_URL unset)"),
         ]
         dev = s.dev_defaults_in_use()
         if dev:
