@@ -37,6 +37,7 @@ from processors.handoff.notify import (
     ledger_ttl_s,
     notification_body,
     renotify_due,
+    should_post,
 )
 from processors.tables import Sweeper, durable_set, header, unwrap, wrap
 from processors.user_state import Origin, UserState
@@ -165,10 +166,8 @@ def _register_notifier(worker: Worker) -> None:
         hid = opened.handoff_id
         assert hid is not None
         current = entry(hid)
-        if current is not None and current.state not in ("sending", "failed"):
+        if not should_post(current.state if current else None, "opened"):
             return  # notified already (a redelivery), or closed
-        # "sending": a crash mid-post, post again (same delivery id); "failed": the
-        # event replayed from its dead letter, try the helpdesk again
         partition = event.message.partition
         await durable_set(ledger, hid, value("sending", opened, partition))
         await post(opened, "opened", event, "notified")
@@ -176,7 +175,7 @@ def _register_notifier(worker: Worker) -> None:
     async def renotify(hid: str, event: Any) -> None:
         asked.pop(hid, None)
         current = entry(hid)
-        if current is None or current.state not in ("notified", "renotifying"):
+        if current is None or not should_post(current.state, "renotify"):
             return  # released, renotified already, failed or unknown
         await durable_set(
             ledger, hid, value("renotifying", current.opened, event.message.partition)

@@ -121,6 +121,15 @@ class LedgerEntry:
         return cls(state.decode(), HandoffEvent.model_validate_json(event))  # type: ignore[arg-type]
 
 
+def should_post(state: LedgerState | None, kind: Kind) -> bool:
+    """Whether the notifier posts for an `opened` event (kind "opened") or a renotify
+    request, given the handoff's ledger state: never twice once the helpdesk took it,
+    again after a crash mid-post (same delivery id) or a replay of a dead letter."""
+    if kind == "opened":
+        return state in (None, "sending", "failed")
+    return state in ("notified", "renotifying")
+
+
 def renotify_due(opened: HandoffEvent, renotify_s: float) -> float:
     """Epoch seconds when a still-open handoff is notified again (0: never)."""
     if renotify_s <= 0:

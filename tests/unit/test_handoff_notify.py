@@ -21,6 +21,7 @@ from processors.handoff.notify import (
     notification_body,
     renotify_due,
     retry_after_s,
+    should_post,
     sign,
     signature_valid,
 )
@@ -172,3 +173,22 @@ async def test_retry_logs_name_the_delivery_never_the_secret_url_or_number(
     for leak in ("the-secret", "helpdesk.test", "5511987654321"):
         assert leak not in ours
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("state", "opened", "renotify"),
+    [
+        (None, True, False),  # first delivery
+        ("sending", True, False),  # a crash mid-post: again, same delivery id
+        ("notified", False, True),  # a redelivered opened event posts nothing
+        ("renotifying", False, True),
+        ("renotified", False, False),  # renotified once only
+        ("failed", True, False),  # replayed from its dead letter; never renotified
+        ("closed", False, False),  # released or expired
+    ],
+)
+def test_one_notification_per_handoff_whatever_is_delivered_again(
+    state: str | None, opened: bool, renotify: bool
+) -> None:
+    assert should_post(state, "opened") is opened  # type: ignore[arg-type]
+    assert should_post(state, "renotify") is renotify  # type: ignore[arg-type]
