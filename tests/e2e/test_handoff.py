@@ -8,6 +8,9 @@ its reason; a handoff left open is notified once more."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -192,3 +195,27 @@ def test_an_agent_opened_handoff_left_open_is_notified_exactly_once_more(
         60,
     )
     assert row == (True,)
+
+
+def test_a_worker_killed_mid_post_posts_again_with_the_same_delivery_id_and_then_never(
+    stack: Stack, helpdesk: Helpdesk
+) -> None:
+    """Last in this module: it kills the worker (the supervisor restarts it)."""
+    user = new_user()
+    answer = threading.Event()
+    helpdesk.held_users[user] = answer
+    assert stack.post_text("quero falar com um atendente", wa_id=user).status_code == 200
+    [first] = helpdesk.wait_for(user, "handoff.opened")  # held: no answer yet
+    os.kill(stack.child_pids()["worker"], signal.SIGKILL)
+    answer.set()  # the dead worker never reads this answer
+    posts = helpdesk.wait_for(user, "handoff.opened", 2, timeout=120)
+    assert len(posts) == 2, stack.output()
+    stack.wait_for_rows(
+        f"SELECT 1 FROM handoffs WHERE user_id = '{user}' AND notified_at IS NOT NULL", 1, 60
+    )
+    time.sleep(5)  # the notified ledger entry is stored: no third opened post comes
+    posts = helpdesk.posts_for(user, "handoff.opened")
+    assert len(posts) == 2
+    assert len(helpdesk.posts_for(user, "handoff.renotify")) <= 1  # may be due by now
+    assert {p.headers["x-zapstream-delivery"] for p in posts} == {first.doc["delivery_id"]}
+    assert {p.body for p in posts} == {first.body}  # the same bytes: a receiver can dedupe

@@ -30,6 +30,8 @@ class Helpdesk:
         self.port = free_port()
         self.posts: list[Post] = []
         self.failing_users: set[str] = set()
+        self.held_users: dict[str, threading.Event] = {}
+        """A post for one of these users is answered only once its event is set."""
         self._lock = threading.Lock()
         desk = self
 
@@ -45,6 +47,9 @@ class Helpdesk:
                     desk.posts.append(
                         Post({k.lower(): v for k, v in self.headers.items()}, body, status)
                     )
+                held = desk.held_users.get(user) if isinstance(user, str) else None
+                if held is not None:
+                    held.wait(timeout=120)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
