@@ -28,7 +28,7 @@ import faust
 import orjson
 from pydantic import BaseModel
 
-from processors import debounce
+from processors import debounce, metrics
 from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
@@ -177,6 +177,8 @@ async def publish_all(items: list[tuple[Any, str, BaseModel | bytes]]) -> None:
         for topic, key, value in items
     ]
     await asyncio.gather(*pending)
+    for topic, _, _ in items:
+        metrics.published_to(topic)
 
 
 def lane_agent(
@@ -236,6 +238,7 @@ def _register_converse(worker: Worker) -> None:
         step = intake(state, record, origin, entry, cfg)
         if step.outcome == "duplicate":
             assert isinstance(record, MessageReceived)
+            metrics.dedupe_dropped.inc()
             log.info(
                 "duplicate message dropped",
                 extra={"message_id": record.message_id, "wa_id": mask_phone(user)},
@@ -288,6 +291,7 @@ def _register_converse(worker: Worker) -> None:
     async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
         started = time.perf_counter()
         decision = await engine.decide(state.session, turn, now)
+        metrics.turn(len(turn.messages), time.perf_counter() - started)
         outbound = to_outbound(turn, list(decision.actions), now=now)
         items: list[tuple[Any, str, BaseModel | bytes]] = [
             (out["outbound_high"] if m.priority == "high" else out["outbound_low"], turn.user_id, m)
@@ -382,6 +386,7 @@ def _register_senders(worker: Worker) -> None:
             await asyncio.sleep(0.1)
 
     def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> SendResult:
+        metrics.sends.inc("skipped_duplicate")
         return SendResult(
             outbound_id=msg.outbound_id,
             user_id=msg.user_id,

@@ -37,6 +37,13 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
         "web_enabled": web,
         "web_port": web_port,
         "web_bind": "127.0.0.1",
+        # the web port serves our pages only (`/metrics`, processors/metrics.py): not
+        # Faust's table, router, graph and statistics views (tables hold user state)
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
         "web_in_thread": False,
         "worker_redirect_stdouts": False,
         "autodiscover": False,

@@ -1,4 +1,4 @@
-"""The sink's HTTP port (SINK_WEB_PORT): `/ready` and `/query`.
+"""The sink's HTTP port (SINK_WEB_PORT): `/ready`, `/query` and `/metrics`.
 
 `/ready` is 200 once partitions are assigned and no rebalance is under way (the
 supervisor waits for it). `/query` runs read-only SQL through the writer's file
@@ -14,13 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from sinks.loader import Loader
 from zapstream.errors import InvalidPayload
+from zapstream.metrics import CONTENT_TYPE, exposition
 
 
-def web_app(loader: Loader, ready: Callable[[], tuple[bool, int]]) -> web.Application:
-    """`ready()` gives (ready, partitions assigned)."""
+def web_app(
+    loader: Loader,
+    ready: Callable[[], tuple[bool, int]],
+    metrics: CollectorRegistry | None = None,
+) -> web.Application:
+    """`ready()` gives (ready, partitions assigned); `metrics` is served at `/metrics`."""
 
     async def get_ready(request: web.Request) -> web.Response:
         ok, partitions = ready()
@@ -46,7 +52,13 @@ def web_app(loader: Loader, ready: Callable[[], tuple[bool, int]]) -> web.Applic
             return web.json_response({"error": 'the body must be JSON: {"sql": ...}'}, status=400)
         return await run_query(str(body.get("sql", "")) if isinstance(body, dict) else "")
 
+    async def get_metrics(request: web.Request) -> web.Response:
+        body = exposition(metrics) if metrics is not None else b""
+        # a header, not content_type=: aiohttp refuses a charset in that argument
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/ready", get_ready)
     app.router.add_get("/query", get_query)
     app.router.add_post("/query", post_query)

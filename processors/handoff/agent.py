@@ -15,8 +15,10 @@ timer only *asks*: it scans the ledger's headers (one entry per handoff of the l
 HANDOFF_EXPIRE_S, `due` set only while a renotification is pending) and publishes a
 `handoff_renotify` control record keyed by the user onto the handoffs topic; the
 notifier handles it in the user's lane like any event and renotifies at most once.
-State: one ledger entry per handoff (~1 KB: the opened event), removed by the sweeper
-after `notify.ledger_ttl_s`; `asked` in memory holds only handoffs due right now.
+State: one ledger entry per handoff (~1 KB: the opened event; kept without a helpdesk
+too, state `open`, so `zapstream_handoffs_open` counts every open handoff), removed by
+the sweeper after `notify.ledger_ttl_s`; `asked` in memory holds only handoffs due
+right now.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from processors import metrics
 from processors.agents import ControlHandler, Worker, lane_agent, publish, publish_all, raw_topic
 from processors.handoff import lifecycle
 from processors.handoff.client import HelpdeskClient
@@ -34,6 +37,7 @@ from processors.handoff.notify import (
     LedgerEntry,
     LedgerState,
     headers,
+    is_open,
     ledger_ttl_s,
     notification_body,
     renotify_due,
@@ -55,6 +59,7 @@ RELEASE = "handoff_release"
 RENOTIFY = "handoff_renotify"
 LEDGER = "notified"
 RENOTIFY_CHECK_S = 1.0
+OPEN_GAUGE_S = 5.0
 REASK_AFTER_S = 60.0
 """A renotify request not handled within this long (a rebalance dropped it) is asked again."""
 
@@ -152,9 +157,12 @@ def _register_notifier(worker: Worker) -> None:
                 await renotify(str(control.fields.get("handoff_id")), event)
             return
         ev = decode(HandoffEvent, event.value)  # InvalidPayload: dead letter
-        if not settings.helpdesk_webhook_url or ev.handoff_id is None:
+        if ev.handoff_id is None:
             return
-        if ev.event == "opened":
+        if ev.event == "opened" and not settings.helpdesk_webhook_url:
+            if entry(ev.handoff_id) is None:  # counted as open, nobody to notify
+                ledger[ev.handoff_id] = value("open", ev, event.message.partition)
+        elif ev.event == "opened":
             await notify_opened(ev, event)
         elif ev.event in ("released", "expired"):
             current = entry(ev.handoff_id)
@@ -281,6 +289,16 @@ def _register_notifier(worker: Worker) -> None:
             asked[hid] = now
         for hid in [h for h, at in asked.items() if at <= now - REASK_AFTER_S]:
             del asked[hid]  # bounded: only handoffs due now, each asked again a minute later
+
+    @app.timer(OPEN_GAUGE_S)  # type: ignore[untyped-decorator]
+    async def count_open() -> None:
+        """`zapstream_handoffs_open`: this worker's share (its partitions' ledger)."""
+        owned = worker.owned(worker.topics.handoffs)
+        n = 0
+        for raw in list(ledger.data.values()):
+            envelope = unwrap(raw)
+            n += envelope.partition in owned and is_open(envelope.payload)
+        metrics.handoffs_open.set(n)
 
     sweeper = Sweeper(ledger, lambda: worker.owned(worker.topics.handoffs))
 

@@ -33,8 +33,14 @@ DELIVERY_HEADER = "X-Zapstream-Delivery"
 EVENT_HEADER = "X-Zapstream-Event"
 
 Kind = Literal["opened", "renotify"]
-LedgerState = Literal["sending", "notified", "renotifying", "renotified", "failed", "closed"]
-STATES: tuple[str, ...] = ("sending", "notified", "renotifying", "renotified", "failed", "closed")
+LedgerState = Literal[
+    "open", "sending", "notified", "renotifying", "renotified", "failed", "closed"
+]
+"""`open`: a handoff with no helpdesk to notify (HELPDESK_WEBHOOK_URL unset); `closed`:
+released or expired. Every other state is an open handoff too."""
+STATES: tuple[str, ...] = (
+    "open", "sending", "notified", "renotifying", "renotified", "failed", "closed"
+)  # fmt: skip
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -128,6 +134,11 @@ def should_post(state: LedgerState | None, kind: Kind) -> bool:
     if kind == "opened":
         return state in (None, "sending", "failed")
     return state in ("notified", "renotifying")
+
+
+def is_open(value_payload: bytes) -> bool:
+    """Whether a ledger payload belongs to a handoff still open (read without decoding)."""
+    return not value_payload.startswith(b"closed ")
 
 
 def renotify_due(opened: HandoffEvent, renotify_s: float) -> float:

@@ -18,6 +18,7 @@ from processors.handoff.notify import (
     LedgerEntry,
     classify,
     headers,
+    is_open,
     notification_body,
     renotify_due,
     retry_after_s,
@@ -179,6 +180,7 @@ async def test_retry_logs_name_the_delivery_never_the_secret_url_or_number(
     ("state", "opened", "renotify"),
     [
         (None, True, False),  # first delivery
+        ("open", False, False),  # no helpdesk was configured when it opened
         ("sending", True, False),  # a crash mid-post: again, same delivery id
         ("notified", False, True),  # a redelivered opened event posts nothing
         ("renotifying", False, True),
@@ -192,3 +194,9 @@ def test_one_notification_per_handoff_whatever_is_delivered_again(
 ) -> None:
     assert should_post(state, "opened") is opened  # type: ignore[arg-type]
     assert should_post(state, "renotify") is renotify  # type: ignore[arg-type]
+
+
+def test_only_closed_ledger_entries_are_not_open_handoffs() -> None:
+    for state in ("open", "sending", "notified", "renotified", "failed"):
+        assert is_open(LedgerEntry(state, OPENED).encode())  # type: ignore[arg-type]
+    assert not is_open(LedgerEntry("closed", OPENED).encode())
