@@ -20,6 +20,7 @@ import pytest
 
 from processors.handoff.notify import signature_valid
 from tests.support.helpdesk import Helpdesk
+from tests.support.prom import scrape, total
 from tests.support.stack import Sandbox, Stack, new_user
 
 pytestmark = pytest.mark.e2e
@@ -184,6 +185,8 @@ def test_an_agent_opened_handoff_left_open_is_notified_exactly_once_more(
     assert opened.status_code == 202, opened.text
     [post] = helpdesk.wait_for(user, "handoff.opened")
     assert (post.doc["source"], post.doc["reason"]) == ("agent", "vip customer")
+    metrics = f"{stack.worker_urls()[0]}/metrics"
+    assert wait_until(lambda: total(scrape(metrics), "zapstream_handoffs_open") >= 1)
     [again] = helpdesk.wait_for(user, "handoff.renotify", timeout=RENOTIFY_S + 60)
     assert again.doc["handoff_id"] == post.doc["handoff_id"]
     assert signature_valid(SECRET, again.body, again.headers["x-zapstream-signature"])
