@@ -15,7 +15,7 @@ bounded: topics, stages, outcomes, Graph error codes. Never a user or message id
 Series that features call (their agents own when):
 - `handoffs_open.set(n)`: conversations currently with a human, this worker's share
   (Prometheus sums the workers);
-- `reengagements_sent.inc()`: one per re-engagement message the sender delivered;
+- `reengagements_sent.inc()`: one per re-engagement message handed to the low lane;
 - `embed_batch(size, seconds)`: one per encoder call of the embedding batcher.
 """
 
@@ -173,7 +173,8 @@ handoffs_open = Gauge(
     registry=REGISTRY,
 )
 reengagements_sent = _counter(
-    "zapstream_reengagements_sent_total", "Re-engagement messages sent after a quiet period"
+    "zapstream_reengagements_sent_total",
+    "Re-engagement messages handed to the low-priority lane after a quiet period",
 )
 embed_batch_size = _histogram(
     "zapstream_embedding_batch_size", "Texts per encoder call", SIZE_BUCKETS

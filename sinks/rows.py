@@ -191,3 +191,15 @@ def handoff_event_row(e: Any) -> Row:
         e.attempts,
         e.opened_at,
     )
+
+
+def reengagement_row(r: Any) -> Row:
+    return (
+        r.reengagement_id,
+        r.user_id,
+        r.quiet_since,
+        r.sent_at,
+        r.kind,
+        r.outbound_id,
+        r.returned_at,
+    )

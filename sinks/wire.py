@@ -270,3 +270,17 @@ class HandoffEvent(Event, kw_only=True):
     outbound_id: str | None = None
     attempts: int | None = None
     opened_at: datetime | None = None
+
+
+# --- schemas.reengagement -------------------------------------------------------------
+
+
+class Reengagement(Event, kw_only=True):
+    event: Literal["sent", "returned"]
+    reengagement_id: str
+    user_id: str
+    quiet_since: datetime
+    sent_at: datetime
+    kind: Literal["text", "template"]
+    outbound_id: str
+    returned_at: datetime | None = None

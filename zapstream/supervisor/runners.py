@@ -112,7 +112,11 @@ def run_worker(settings: Settings) -> None:
     require_free_port("WORKER_WEB_PORT", settings.worker_web_port)
     use_event_loop(settings)
     app = create_faust_app(
-        settings, app_id=settings.app_id, web_port=settings.worker_web_port, web=True
+        settings,
+        app_id=settings.app_id,
+        web_port=settings.worker_web_port,
+        web=True,
+        tables=True,
     )
     register_handoff(register_agents(app, settings))  # handoff: commands, notifier
     metrics.expose(app)  # GET /metrics on WORKER_WEB_PORT

@@ -158,7 +158,8 @@ class Supervisor:
         self.spawn("sink", ["sink"], self._member(env, "sink", static))
         for i, port in enumerate(worker_web_ports(s)):
             name = f"worker{i + 1}" if s.workers > 1 else "worker"
-            worker_env = {**self._member(env, name, static), "WORKER_WEB_PORT": str(port)}
+            slot = {"WORKER_SLOT": name} if "WORKER_SLOT" not in env else {}
+            worker_env = {**self._member(env, name, static), "WORKER_WEB_PORT": str(port), **slot}
             self.spawn(name, ["worker"], worker_env)
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
