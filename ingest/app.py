@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.dashboard import dashboard_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
@@ -254,6 +255,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         if ok:
             return JSONResponse({"status": "ready"})
         return _error(503, "not_ready", "broker not reachable")
+
+    app.include_router(dashboard_router(settings))
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
