@@ -39,6 +39,8 @@ log = logging.getLogger("zapstream.dashboard")
 
 ASSETS = Path(__file__).with_name("dashboard_assets")
 LOGIN_FORM_MAX_BYTES = 4096
+FAILED_LOGIN_DELAY_S = 0.5
+"""A wrong token is answered this much later (slows guessing a little)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -103,6 +105,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
         if not sessions.open and not sessions.token_ok(given):
             log.warning("dashboard login refused")
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)
             return _page("login.html", 401, "Wrong token.")
         resp = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
         if not sessions.open:

@@ -6,6 +6,7 @@ sink's own `Loader` and HTTP app in another process (tests/support/held_file.py)
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,6 +165,9 @@ def test_export_goes_through_the_sink_while_it_holds_the_file(held: Holder, tmp_
     assert '"messages": 6' in report.output
 
     held.stop()  # now the file can be read directly and compared
+    direct = CliRunner().invoke(cli, ["report", "--from", "2026-11-02", "--to", "2026-11-03", "--json"])
+    assert direct.exit_code == 0, direct.output
+    assert json.loads(direct.output) == json.loads(report.output)  # same figures both ways
     _check_every_table(held.db, folder)
     assert _parquet_rows(out) == _table_rows(
         held.db,
