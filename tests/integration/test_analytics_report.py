@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.support.analytics_seed import PERIOD, seed
-from zapstream.analytics.report import build_report
+from zapstream.analytics.report import build_report, delivery_rows_sql
 from zapstream.cli import cli
 
 
@@ -158,3 +158,22 @@ def test_zapstream_report_prints_the_same_figures_as_json_and_as_a_table(
     bad = runner.invoke(cli, ["report", "--from", "yesterday-ish"])
     assert bad.exit_code == 2
     assert "not a time" in bad.output
+
+
+def test_the_reports_delivery_rows_match_the_message_delivery_view(seeded: Path) -> None:
+    lo, hi = PERIOD.sql_bounds()
+    con = duckdb.connect(str(seeded), read_only=True)
+    try:
+        ours = con.execute(
+            f"SELECT outbound_id, state, accepted_at, delivered_at, read_at "
+            f"FROM ({delivery_rows_sql(lo, hi)}) ORDER BY 1"
+        ).fetchall()
+        view = con.execute(
+            f"SELECT outbound_id, state, accepted_at, delivered_at, read_at FROM message_delivery "
+            f"WHERE kind <> 'mark_read' AND created_at >= {lo} AND created_at < {hi} ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(ours) == 6
+    assert ours == view
+    assert {state for _, state, *_ in ours} == {"read", "delivered", "failed", "sent", "dead_lettered"}

@@ -61,7 +61,7 @@ CORE_TABLES = (
     "turns",
     "outbound_messages",
     "send_results",
-    "message_delivery",
+    "statuses",
     "dead_letters",
     "processing_dead_letters",
     "sink_dead_letters",
@@ -104,22 +104,29 @@ def _inbound(ctx: _Ctx, period: Period) -> dict[str, Any]:
     }
     if not ctx.has("messages"):
         return out
-    where = ctx.within("received_at")
-    totals = ctx.one(
-        f"SELECT count(*) AS messages, count(DISTINCT user_id) AS active_users "
-        f"FROM messages WHERE {where}"
-    )
-    out["messages"] = int(totals["messages"] or 0)
-    out["active_users"] = int(totals["active_users"] or 0)
-    for unit, fmt, key in (("day", "%Y-%m-%d", "per_day"), ("hour", "%Y-%m-%dT%H:00:00Z", "per_hour")):
-        if out[key] is None:
-            continue
-        rows = ctx.all(
-            f"SELECT strftime(date_trunc('{unit}', timezone('UTC', received_at)), '{fmt}') AS at, "
-            f"count(*) AS messages, count(DISTINCT user_id) AS active_users "
-            f"FROM messages WHERE {where} GROUP BY 1 ORDER BY 1"
+    # one scan: the totals, the days and the hours (GROUPING SETS)
+    rows = ctx.all(
+        f"""
+        WITH m AS (
+            SELECT user_id, date_trunc('hour', timezone('UTC', received_at)) AS hour
+            FROM messages WHERE {ctx.within("received_at")}
         )
-        out[key] = _fill(period, unit, rows)
+        SELECT grouping(day) AS no_day, grouping(hour) AS no_hour,
+               strftime(day, '%Y-%m-%d') AS day_at, strftime(hour, '%Y-%m-%dT%H:00:00Z') AS hour_at,
+               count(*) AS messages, count(DISTINCT user_id) AS active_users
+        FROM (SELECT user_id, hour, date_trunc('day', hour) AS day FROM m)
+        GROUP BY GROUPING SETS ((), (day), {"(hour)" if hourly else "()"})
+        """
+    )
+    days = [dict(r, at=r["day_at"]) for r in rows if not r["no_day"]]
+    hours = [dict(r, at=r["hour_at"]) for r in rows if not r["no_hour"]]
+    total = next((r for r in rows if r["no_day"] and r["no_hour"]), None)
+    if total is not None:
+        out["messages"] = int(total["messages"])
+        out["active_users"] = int(total["active_users"])
+    out["per_day"] = _fill(period, "day", days)
+    if hourly:
+        out["per_hour"] = _fill(period, "hour", hours)
     return out
 
 
@@ -321,10 +328,11 @@ def _delivery(ctx: _Ctx) -> dict[str, Any]:
         "delivery_delay_s": {"p50": None, "p95": None},
         "read_delay_s": {"p50": None, "p95": None},
     }
-    if not ctx.has("message_delivery"):
+    if not ctx.has("outbound_messages", "send_results", "statuses", "dead_letters"):
         return out
     row = ctx.one(
         f"""
+        WITH x AS ({delivery_rows_sql(ctx.lo, ctx.hi)})
         SELECT count(*) AS outbound,
                count(accepted_at) AS accepted,
                count(*) FILTER (WHERE state IN ('delivered', 'read')) AS delivered,
@@ -336,8 +344,7 @@ def _delivery(ctx: _Ctx) -> dict[str, Any]:
                quantile_cont(epoch(delivered_at - accepted_at), 0.95) AS d95,
                quantile_cont(epoch(read_at - accepted_at), 0.5) AS r50,
                quantile_cont(epoch(read_at - accepted_at), 0.95) AS r95
-        FROM message_delivery
-        WHERE kind <> 'mark_read' AND {ctx.within("created_at")}
+        FROM x
         """
     )
     for key in ("outbound", "accepted", "delivered", "read", "failed", "dead_lettered", "pending"):
@@ -347,6 +354,43 @@ def _delivery(ctx: _Ctx) -> dict[str, Any]:
     out["delivery_delay_s"] = {"p50": _f(row["d50"]), "p95": _f(row["d95"])}
     out["read_delay_s"] = {"p50": _f(row["r50"]), "p95": _f(row["r95"])}
     return out
+
+
+def delivery_rows_sql(lo: str, hi: str) -> str:
+    """`message_delivery` (sinks/migrate.py) for the replies created in [lo, hi) only,
+    `mark_read` left out: the view aggregates every status ever received before it
+    can be filtered, this looks only at the statuses of those replies. Same states,
+    same times (a test holds the two to each other)."""
+    return f"""
+        WITH o AS (
+            SELECT outbound_id FROM outbound_messages
+            WHERE kind <> 'mark_read' AND created_at >= {lo} AND created_at < {hi}
+        ),
+        r AS (
+            SELECT outbound_id, wamid, sent_at AS accepted_at FROM send_results
+            WHERE outcome = 'sent' AND outbound_id IN (SELECT outbound_id FROM o)
+        ),
+        s AS (
+            SELECT wamid,
+                   min(status_at) FILTER (WHERE status = 'delivered') AS delivered_at,
+                   min(status_at) FILTER (WHERE status = 'read') AS read_at,
+                   max(CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                                   WHEN 'played' THEN 3 ELSE 0 END) AS step,
+                   bool_or(status = 'failed') AS failed
+            FROM statuses WHERE wamid IN (SELECT wamid FROM r) GROUP BY wamid
+        ),
+        d AS (SELECT outbound_id FROM dead_letters WHERE outbound_id IN (SELECT outbound_id FROM o))
+        SELECT o.outbound_id, r.accepted_at, s.delivered_at, s.read_at,
+               CASE WHEN s.failed THEN 'failed'
+                    WHEN s.step = 3 THEN 'read' WHEN s.step = 2 THEN 'delivered'
+                    WHEN s.step = 1 THEN 'sent'
+                    WHEN r.outbound_id IS NOT NULL THEN 'accepted'
+                    WHEN d.outbound_id IS NOT NULL THEN 'dead_lettered'
+                    ELSE 'pending' END AS state
+        FROM o LEFT JOIN r ON r.outbound_id = o.outbound_id
+        LEFT JOIN s ON s.wamid = r.wamid
+        LEFT JOIN d ON d.outbound_id = o.outbound_id
+    """
 
 
 # --- re-engagements ------------------------------------------------------------------------
