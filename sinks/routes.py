@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, outbound, processing
+from schemas import conversation, events, outbound, processing, reengagement
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -90,5 +90,10 @@ def routes(topics: Topics) -> dict[str, Route]:
             processing.ProcessingDeadLetter,
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
+        ),
+        topics.reengagements: route(
+            reengagement.Reengagement,
+            wire.Reengagement,
+            ("reengagements", rows.reengagement_row),
         ),
     }

@@ -175,3 +175,15 @@ def processing_dead_letter_row(d: Any) -> Row:
         d.value_b64,
         d.failed_at,
     )
+
+
+def reengagement_row(r: Any) -> Row:
+    return (
+        r.reengagement_id,
+        r.user_id,
+        r.quiet_since,
+        r.sent_at,
+        r.kind,
+        r.outbound_id,
+        r.returned_at,
+    )

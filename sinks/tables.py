@@ -205,6 +205,23 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+# Re-engagements (processors.reengage): one row per quiet period re-engaged. The
+# `returned` event carries the whole row with returned_at set, and wins the upsert.
+REENGAGEMENTS = _spec(
+    "reengagements",
+    [
+        ("reengagement_id", pa.string()),
+        ("user_id", pa.string()),
+        ("quiet_since", TS),
+        ("sent_at", TS),
+        ("kind", pa.string()),
+        ("outbound_id", pa.string()),
+        ("returned_at", TS),
+    ],
+    key=("reengagement_id",),
+    latest_by=("returned_at",),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -247,6 +264,7 @@ TABLES: dict[str, TableSpec] = {
         SEND_RESULTS,
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
+        REENGAGEMENTS,
         SINK_DEAD_LETTERS,
     )
 }

@@ -1,4 +1,4 @@
-"""The sink's HTTP port (SINK_WEB_PORT): `/ready`, `/query` and `/export`.
+"""The sink's HTTP port (SINK_WEB_PORT): `/ready`, `/query`, `/export` and `/metrics`.
 
 `/ready` is 200 once partitions are assigned and no rebalance is under way (the
 supervisor waits for it). `/query` runs read-only SQL through the writer's file
@@ -17,13 +17,19 @@ from typing import Any
 
 import pyarrow as pa
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from sinks.loader import ArrowResult, Loader
 from zapstream.errors import InvalidPayload
+from zapstream.metrics import CONTENT_TYPE, exposition
 
 
-def web_app(loader: Loader, ready: Callable[[], tuple[bool, int]]) -> web.Application:
-    """`ready()` gives (ready, partitions assigned)."""
+def web_app(
+    loader: Loader,
+    ready: Callable[[], tuple[bool, int]],
+    metrics: CollectorRegistry | None = None,
+) -> web.Application:
+    """`ready()` gives (ready, partitions assigned); `metrics` is served at `/metrics`."""
 
     async def get_ready(request: web.Request) -> web.Response:
         ok, partitions = ready()
@@ -66,7 +72,13 @@ def web_app(loader: Loader, ready: Callable[[], tuple[bool, int]]) -> web.Applic
         finally:
             await asyncio.to_thread(result.close)
 
+    async def get_metrics(request: web.Request) -> web.Response:
+        body = exposition(metrics) if metrics is not None else b""
+        # a header, not content_type=: aiohttp refuses a charset in that argument
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/ready", get_ready)
     app.router.add_get("/query", get_query)
     app.router.add_post("/query", post_query)

@@ -246,3 +246,17 @@ class ProcessingDeadLetter(Event, kw_only=True):
     attempts: NonNegative = 1
     value_b64: str
     failed_at: datetime
+
+
+# --- schemas.reengagement -------------------------------------------------------------
+
+
+class Reengagement(Event, kw_only=True):
+    event: Literal["sent", "returned"]
+    reengagement_id: str
+    user_id: str
+    quiet_since: datetime
+    sent_at: datetime
+    kind: Literal["text", "template"]
+    outbound_id: str
+    returned_at: datetime | None = None

@@ -133,7 +133,7 @@ def test_tables_not_created_yet_give_empty_figures_not_errors(tmp_path: Path) ->
     path = tmp_path / "core-only.duckdb"
     seed(path, contract_tables=False)
     r = _report(path)
-    assert {"handoffs", "reengagements"} <= set(r["missing_tables"])
+    assert "handoffs" in r["missing_tables"]  # reengagements may come from the sink's DDL (empty)
     assert r["handoffs"]["opened"] == 0
     assert r["handoffs"]["rate"] is None
     assert r["handoffs"]["requested_by_engine"] == 1
