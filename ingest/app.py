@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ingest.dashboard import dashboard_router
 from ingest.handoffs import handoffs_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
@@ -257,6 +258,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         if ok:
             return JSONResponse({"status": "ready"})
         return _error(503, "not_ready", "broker not reachable")
+
+    app.include_router(dashboard_router(settings))
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
