@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     sink_web_port: int = 6067
     """The sink worker's HTTP port; `zapstream db` queries through it while the sink
     holds the DuckDB file."""
+    sink_web_host: str = "127.0.0.1"
+    """Where the sink's HTTP port listens. Loopback by default: `/query` runs read-only
+    SQL over every row. Compose sets 0.0.0.0 inside its private network."""
+    sink_url: str | None = None
+    """Where other processes (the API, `zapstream db/report/export`) reach the sink.
+    Default: http://127.0.0.1:<SINK_WEB_PORT>; Compose: http://sink:6067."""
 
     # --- Workers and the supervisor ----------------------------------------------
     app_id: str = "zapstream"
@@ -233,6 +239,10 @@ class Settings(BaseSettings):
         if self.graph_api_base_url:
             return self.graph_api_base_url.rstrip("/")
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def resolved_sink_url(self) -> str:
+        return (self.sink_url or f"http://127.0.0.1:{self.sink_web_port}").rstrip("/")
 
     @property
     def webhook_url(self) -> str:
