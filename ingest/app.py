@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from ingest.dashboard import dashboard_router
+from ingest.handoffs import handoffs_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
@@ -242,6 +244,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             metrics.published.labels(item.topic).inc()
         return "accepted", JSONResponse({"status": "ok", "events": len(items)})
 
+    app.include_router(handoffs_router(settings, publisher, connector.connected.is_set))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -255,6 +259,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         if ok:
             return JSONResponse({"status": "ready"})
         return _error(503, "not_ready", "broker not reachable")
+
+    app.include_router(dashboard_router(settings))
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -25,15 +25,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import faust
-import orjson
 from pydantic import BaseModel
 
 from processors import debounce, metrics
-from processors.actions import RequestHandoff
 from processors.embeddings.requests import embedding_requests
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
+from processors.handoff.lifecycle import turn_events as handoff_turn_events
 from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
 from processors.outbound import to_outbound
@@ -322,10 +321,9 @@ def _register_converse(worker: Worker) -> None:
             (out["outbound_high"] if m.priority == "high" else out["outbound_low"], turn.user_id, m)
             for m in outbound
         ]
-        for action in decision.actions:
-            if isinstance(action, RequestHandoff):
-                items.append((out["handoffs"], turn.user_id, _action_event(turn, action, now)))
-        items += embedding_items(turn)  # EmbedText actions: these supersede them
+        handoffs = handoff_turn_events(state.session, decision.session, turn, decision.actions, now)
+        items += [(out["handoffs"], turn.user_id, e) for e in handoffs]
+        items += embedding_items(turn)  # the engine's EmbedText actions: these supersede them
         decided = turn_decided(turn, decision, engine=settings.engine, decided_at=utcnow())
         items.append((out["decisions"], turn.user_id, decided))
         await publish_all(items)
@@ -361,18 +359,6 @@ def _bind(fn: Callable[[T], Awaitable[None]], arg: T) -> Callable[[], Awaitable[
 
 async def _ack(event: Any) -> None:
     event.ack()
-
-
-def _action_event(turn: Turn, action: RequestHandoff, now: datetime) -> bytes:
-    doc = {
-        "schema_version": 1,
-        "turn_id": turn.turn_id,
-        "user_id": turn.user_id,
-        "phone_number_id": turn.phone_number_id,
-        "at": now.isoformat(),
-        **action.model_dump(mode="json"),
-    }
-    return orjson.dumps(doc)
 
 
 # --- send: Graph API, once per outbound id ------------------------------------------------

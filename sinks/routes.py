@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, embeddings, events, outbound, processing, reengagement
+from schemas import conversation, embeddings, events, handoff, outbound, processing, reengagement
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -85,6 +85,9 @@ def routes(topics: Topics) -> dict[str, Route]:
         ),
         topics.dead_letters: route(
             outbound.DeadLetter, wire.DeadLetter, ("dead_letters", rows.dead_letter_row)
+        ),
+        topics.handoffs: route(
+            handoff.HandoffEvent, wire.HandoffEvent, ("handoff_events", rows.handoff_event_row)
         ),
         topics.processing_dead_letters: route(
             processing.ProcessingDeadLetter,

@@ -185,6 +185,22 @@ def embedding_row(e: Any) -> Row:
     return (e.message_id, e.user_id, e.model, e.dim, vector, e.text, e.at, e.embedded_at)
 
 
+def handoff_event_row(e: Any) -> Row:
+    return (
+        e.event_id,
+        e.event,
+        e.handoff_id,
+        e.user_id,
+        e.at,
+        e.reason,
+        e.source,
+        e.turn_id,
+        e.outbound_id,
+        e.attempts,
+        e.opened_at,
+    )
+
+
 def reengagement_row(r: Any) -> Row:
     return (
         r.reengagement_id,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,7 +90,7 @@ def test_any_other_child_with_a_configuration_error_stops_the_stack_with_code_2(
 def test_each_embedder_of_zapstream_up_gets_a_metrics_port_after_the_workers() -> None:
     from zapstream.supervisor.supervisor import embedder_web_ports
 
-    def ports(**kw: object) -> list[int]:
+    def ports(**kw: Any) -> list[int]:
         return embedder_web_ports(Settings(_env_file=None, **kw))  # type: ignore[call-arg]
 
     assert ports() == [6068]  # worker 6066, sink 6067

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
+from schemas.handoff import HandoffEvent
 from schemas.processing import ProcessingDeadLetter
 from schemas.reengagement import Reengagement
 from schemas.topics import Topics
@@ -84,6 +85,26 @@ def samples() -> list[tuple[str, bytes]]:
                     attempts=2,
                     value_b64=ProcessingDeadLetter.encode_value(b"\xff{not json"),
                     failed_at=received,
+                )
+            ),
+        )
+    )
+    out.append(
+        (
+            "HandoffEvent",
+            encode(
+                HandoffEvent(
+                    event_id="hnd_1:opened",
+                    event="opened",
+                    handoff_id="hnd_1",
+                    user_id="5511987654321",
+                    at=received,
+                    wa_id="5511987654321",
+                    reason="asked",
+                    source="engine",
+                    turn_id="t1",
+                    text="quero falar com um atendente",
+                    opened_at=received,
                 )
             ),
         )
@@ -240,6 +261,7 @@ DERIVED: dict[str, set[str]] = {
     "turns": {"message_count"},
     "processing_dead_letters": {"value"},
     "embeddings": {"vector"},
+    "handoff_events": {"event_at"},
 }
 
 

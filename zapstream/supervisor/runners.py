@@ -106,6 +106,7 @@ def run_worker(settings: Settings) -> None:
     from processors import metrics
     from processors.agents import register_agents
     from processors.app import create_faust_app
+    from processors.handoff.agent import register_handoff
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
@@ -118,7 +119,7 @@ def run_worker(settings: Settings) -> None:
         web=True,
         tables=True,
     )
-    register_agents(app, settings)
+    register_handoff(register_agents(app, settings))  # handoff: commands, notifier
     metrics.expose(app)  # GET /metrics on WORKER_WEB_PORT
     _run_faust(app, settings)
 

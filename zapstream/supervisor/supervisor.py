@@ -282,13 +282,15 @@ class Supervisor:
                 else ""
             )
             + "   (GET /metrics, Prometheus)",
+            f"  handoffs      http://{s.webhook_host}:{s.webhook_port}/handoffs   (bearer ADMIN_TOKEN"
+            + ("" if s.admin_token else ": unset, so 403")
+            + "; helpdesk "
+            + ("notified)" if s.helpdesk_webhook_url else "not notified: HELPDESK_WEBHOOK_URL unset)"),
         ]
         dev = s.dev_defaults_in_use()
         if dev:
+            # names only: a secret's value is never printed (the defaults are in the README)
             lines.append(f"  DEV SECRETS in use (set them for production): {', '.join(dev)}")
-            lines.append(
-                f"    app secret '{s.whatsapp_app_secret.get_secret_value()}', verify token '{s.whatsapp_verify_token.get_secret_value()}'"
-            )
         lines.append('  try: zapstream webhook send "olá"     stop: Ctrl-C')
         for line in lines:
             self.say("up", line)
