@@ -94,5 +94,5 @@ def test_each_embedder_of_zapstream_up_gets_a_metrics_port_after_the_workers() -
         return embedder_web_ports(Settings(_env_file=None, **kw))  # type: ignore[call-arg]
 
     assert ports() == [6068]  # worker 6066, sink 6067
-    assert ports(embedding_workers=2, workers=2) == [6070, 6071]  # workers 6066, 6068
+    assert ports(embedding_workers=2, workers=2) == [6069, 6070]  # workers 6066, 6068
     assert ports(embedding_workers=0) == []
