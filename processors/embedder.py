@@ -1,18 +1,19 @@
 """`zapstream embedder`: embedding requests in, vectors out, in micro-batches.
 
-    embeddings.requested.v1 ──embed (take EMBEDDING_BATCH_SIZE within EMBEDDING_LINGER_MS)──▶
+    embeddings.requested.v1 ──embed (EMBEDDING_BATCH_SIZE within EMBEDDING_LINGER_MS)──▶
         one encode call in the compute thread ──▶ embeddings.vectors.v1 ──▶ ack
 
-A Faust app of its own (`<APP_ID>-embedder`: its own consumer group, no tables, no
-web port), so an embedding backlog never sits in front of a reply: the worker only
+A Faust app of its own (`<APP_ID>-embedder`: its own consumer group, no tables; a web
+port for `/metrics` only when EMBEDDING_WEB_PORT is set), so an embedding backlog never sits in front of a reply: the worker only
 publishes requests, and scaling is by processes (`EMBEDDING_WORKERS`). Each process
 encodes on ONE thread (a single-thread executor; torch and onnxruntime on one intra-op
 thread): measured, two threads on two busy cores are slower than one. The process also
 runs at the lowest CPU priority (`lower_priority`: Linux's SCHED_IDLE, else nice 19),
 so that on a busy machine the worker, the API and the broker go first.
 
-Delivery is at least once: a batch is acked only after its vectors are acknowledged
-by the broker; a crash in between publishes them again, and the sink keeps one row per
+Delivery is at least once: a batch (`stream.noack_take`) is acked only after its
+vectors are acknowledged by the broker; a crash or a shutdown in between leaves it
+unacked, so it is read and published again, and the sink keeps one row per
 `message_id`. A request that does not decode, or whose text the model refuses on its
 own, goes to the processing dead-letter topic (stage `embed`); a batch that fails as a
 whole is encoded again text by text to find it.
@@ -139,8 +140,9 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
     within = max(settings.embedding_linger_ms, 1) / 1000.0
 
     async def publish(items: list[tuple[Any, str, bytes]]) -> None:
-        """Send all, wait for every acknowledgement; retried while the broker is away
-        (the batch is acked only after this returns)."""
+        """Send all, wait for every acknowledgement; retried while the broker is away.
+        Still failing after the last retry: exit code 1 at once, the batch unacked
+        (`zapstream up` starts the embedder again; it reads the batch again)."""
         for attempt, pause in enumerate((*PUBLISH_RETRY_S, None)):
             try:
                 pending = [await t.send(key=k.encode(), value=v) for t, k, v in items]
@@ -150,7 +152,8 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
                 return
             except Exception as exc:
                 if pause is None:
-                    raise
+                    log.error("publishing vectors keeps failing (%r): exiting, unacked", exc)
+                    os._exit(1)
                 log.warning("publishing vectors failed (attempt %d): %r", attempt + 1, exc)
                 await asyncio.sleep(pause)
 
@@ -201,7 +204,11 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
             "embedder ready",
             extra={"model": embedder.model.name, "backend": embedder.encoder.backend},
         )
-        async for events in stream.take_events(settings.embedding_batch_size, within=within):
+        # noack_take: the batch is acked below, only once its vectors are acknowledged.
+        # (`take_events` acks its batch in a `finally`, even when the body was cancelled
+        # at a shutdown or failed: those requests would be committed unembedded.)
+        batches = stream.noack_take(settings.embedding_batch_size, within=within)
+        async for events in batches:
             started = time.perf_counter()
             good: list[tuple[Any, EmbeddingRequested]] = []
             items: list[tuple[Any, str, bytes]] = []
@@ -229,6 +236,8 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
                     items += await encode_each(good, now)
             if items:
                 await publish(items)
+            for event in events:
+                await stream.ack(event)
             embedder.batches += 1
             embedder.encoded += len(good)
             log.debug(
@@ -242,8 +251,8 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
 
 def fatal(exc: BaseException) -> None:
     """A configuration error met while running (the model failed to load): one line and
-    exit code 2 at once, before Faust's stream acks the batch in hand (its `take`
-    acks in a `finally`), so nothing is committed that was not embedded."""
+    exit code 2 at once, the batch in hand unacked (`zapstream up` does not restart
+    a configuration error)."""
     import sys
 
     print(f"configuration error: {exc}", file=sys.stderr, flush=True)

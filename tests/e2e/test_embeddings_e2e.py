@@ -7,6 +7,7 @@ English texts: the default model is English-trained.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -20,7 +21,10 @@ import pytest
 
 from ingest.samples import dumps, new_wamid, text_webhook
 from ingest.signature import sign
+from schemas.topics import Topics
+from tests.support.sink_process import committed
 from tests.support.stack import APP_SECRET, Stack, new_user, pid_alive
+from zapstream.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -106,6 +110,16 @@ def test_messages_get_one_vector_each_and_a_paraphrase_finds_the_right_one(stack
     marker_sql = f"SELECT count(*) FROM embeddings WHERE message_id = '{marker}'"
     assert wait_for_count(stack, marker_sql, 1, timeout=120) == 1
     assert stack.query(count_sql) == [(len(TEXTS),)]
+    # ... and the embedder acked (committed) what it embedded: a restart reads none again.
+    settings = Settings(kafka_bootstrap_servers=stack.bootstrap)
+    requests_topic = Topics.from_settings(settings).embeddings
+    deadline, done = time.monotonic() + 60, 0
+    while time.monotonic() < deadline:
+        done = asyncio.run(committed(settings, f"{settings.app_id}-embedder", requests_topic))
+        if done >= len(TEXTS) + 1:
+            break
+        time.sleep(0.5)
+    assert done >= len(TEXTS) + 1
     assert stack.query(f"SELECT count(*) FROM embeddings WHERE message_id = '{ids['human']}'") == [
         (1,)
     ]
