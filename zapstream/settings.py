@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     """`onnx` (= `onnx-int8`): the model as int8 ONNX, ~2x the texts per core of `torch`
     (sentence-transformers), cosine to it >= 0.98; built once into the cache dir."""
-    embedding_batch_size: int = Field(default=64, ge=1, le=256)
+    embedding_batch_size: int = Field(default=128, ge=1, le=256)
     """Most texts one embedder encodes in one call (the take of its stream)."""
     embedding_linger_ms: int = Field(default=50, ge=0, le=10_000)
     """How long the embedder waits for a batch to fill before it encodes what it has."""
