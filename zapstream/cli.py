@@ -44,6 +44,7 @@ SECRETS_USED: dict[str, tuple[str, ...]] = {
     "api": ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN"),
     "worker": ("WHATSAPP_ACCESS_TOKEN", "HELPDESK_SECRET"),
     "sink": (),
+    "embedder": (),
     "sandbox": ("WHATSAPP_APP_SECRET", "WHATSAPP_ACCESS_TOKEN"),
 }
 """The secrets each long-running command uses (checked with ENV=production)."""
@@ -153,7 +154,7 @@ def embedder() -> None:
     from zapstream.supervisor.runners import run_embedder
 
     with exit_on_broker_errors():
-        run_embedder(load_settings())
+        run_embedder(settings_for("embedder"))
 
 
 @cli.command()

@@ -83,7 +83,7 @@ def test_every_service_that_talks_to_kafka_points_at_the_kafka_service(
 ) -> None:
     clients = zapstream_services(services)
 
-    assert set(clients) == {"topics", "api", "worker", "sink"}
+    assert set(clients) == {"topics", "api", "worker", "embedder", "sink"}
     for name, service in clients.items():
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
 
@@ -150,3 +150,10 @@ def test_the_image_installs_cpu_torch_before_the_project() -> None:
         'pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu'
     )
     assert torch < dockerfile.index("RUN pip install .")
+
+
+def test_the_embedder_runs_as_a_scalable_service(services: dict[str, dict[str, Any]]) -> None:
+    embedder = services["embedder"]
+    assert command_of(embedder) == ["embedder"]
+    assert "container_name" not in embedder
+    assert "ports" not in embedder
