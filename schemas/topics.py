@@ -27,6 +27,8 @@ class Topics:
     handoffs: str
     embeddings: str
     processing_dead_letters: str
+    replay_decisions: str
+    replay_runs: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -43,6 +45,8 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            replay_decisions=f"{p}.replay.decisions.v1",
+            replay_runs=f"{p}.replay.runs.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -63,8 +67,12 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.replay_decisions,
         ]
-        return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
+        return [TopicSpec(t, n) for t in keyed] + [
+            TopicSpec(self.unrecognized, 1),
+            TopicSpec(self.replay_runs, 1),  # keyed by run id: a few records per replay
+        ]
 
 
 # Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):

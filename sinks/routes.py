@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, outbound, processing
+from schemas import conversation, events, outbound, processing, replay
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -90,5 +90,13 @@ def routes(topics: Topics) -> dict[str, Route]:
             processing.ProcessingDeadLetter,
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
+        ),
+        topics.replay_decisions: route(
+            replay.ReplayDecided,
+            wire.ReplayDecided,
+            ("replay_decisions", rows.replay_decision_row),
+        ),
+        topics.replay_runs: route(
+            replay.ReplayRunFinished, wire.ReplayRunFinished, ("replay_runs", rows.replay_run_row)
         ),
     }
