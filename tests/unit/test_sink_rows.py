@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
 from schemas.processing import ProcessingDeadLetter
+from schemas.replay import ReplayDecided, ReplayRunFinished
 from schemas.topics import Topics
 from sinks import wire
 from sinks.routes import Route, routes
@@ -82,6 +83,43 @@ def samples() -> list[tuple[str, bytes]]:
                     attempts=2,
                     value_b64=ProcessingDeadLetter.encode_value(b"\xff{not json"),
                     failed_at=received,
+                )
+            ),
+        )
+    )
+    out.append(
+        (
+            "ReplayDecided",
+            encode(
+                ReplayDecided(
+                    run_id="replay-1",
+                    turn_id="turn-1",
+                    user_id="5511987654321",
+                    engine="playbook",
+                    engine_version="abc",
+                    intent="greeting",
+                    actions=[{"action": "send_text", "text": "olá"}],
+                    message_ids=["wamid.1"],
+                    original_intent="fallback",
+                    decided_at=received,
+                )
+            ),
+        )
+    )
+    out.append(
+        (
+            "ReplayRunFinished",
+            encode(
+                ReplayRunFinished(
+                    run_id="replay-1",
+                    started_at=received,
+                    finished_at=received,
+                    engine="playbook",
+                    engine_version="abc",
+                    topic="zapstream.messages.inbound.v1",
+                    selection={"from": None, "ranges": ["0:0-10"]},
+                    events=10,
+                    turns=4,
                 )
             ),
         )
