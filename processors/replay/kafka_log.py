@@ -9,6 +9,7 @@ records themselves (Tansu's offsets-for-times is unusable).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from zapstream.settings import Settings
 
 PROBE_WAIT_S = 1.0
 """How long one timestamp probe waits for its record before it counts as absent."""
+END_QUIET_S = 0.3
+"""Reading towards the ends stops at the first fetch that brings nothing for this long."""
 READ_STALL_S = 30.0
 """A bulk read that gets nothing for this long while records are due gives up."""
 
@@ -31,6 +34,7 @@ class KafkaLog:
         self.settings = settings
         self.topic = topic
         self._consumer: AIOKafkaConsumer | None = None
+        self._begins: dict[int, int] = {}
         self._ends: dict[int, int] = {}
 
     async def __aenter__(self) -> KafkaLog:
@@ -54,8 +58,16 @@ class KafkaLog:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._consumer is not None:
+        if self._consumer is None:
+            return
+        try:
             await self._consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's stop of a consumer that never had an assignment cancels its
+            # own reset task and lets the CancelledError out: not ours to pass on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     async def _check_topic(self, bootstrap: str) -> None:
         """Unknown topics are refused before a consumer asks for them (Tansu would
@@ -86,26 +98,31 @@ class KafkaLog:
         return sorted(parts)
 
     async def bounds(self, partition: int) -> tuple[int, int]:
-        tp = TopicPartition(self.topic, partition)
-        begin = (await self.consumer.beginning_offsets([tp]))[tp]
-        if partition not in self._ends:
-            hint = (await self.consumer.end_offsets([tp]))[tp]
-            self._ends[partition] = await self._true_end(tp, begin, hint)
-        return begin, self._ends[partition]
+        if not self._begins:
+            await self._find_bounds()
+        return self._begins[partition], self._ends[partition]
 
-    async def _true_end(self, tp: TopicPartition, begin: int, hint: int) -> int:
-        """Read from just before the broker's answer to the last record: the end as it
-        is now (Tansu's answer may stop at the last batch's base offset)."""
+    async def _find_bounds(self) -> None:
+        """Log start and end of every partition, the ends read to: from just before the
+        broker's answer to the last record (Tansu's answer may stop at the last batch's
+        base offset). All partitions at once, so one quiet fetch ends the search."""
         consumer = self.consumer
-        consumer.assign([tp])
-        consumer.seek(tp, max(begin, hint - 1))
-        end = max(begin, hint)
+        tps = [TopicPartition(self.topic, p) for p in await self.partitions()]
+        begins = await consumer.beginning_offsets(tps)
+        hints = await consumer.end_offsets(tps)
+        ends = {tp: max(begins[tp], hints[tp]) for tp in tps}
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, max(begins[tp], hints[tp] - 1))
         while True:
-            batch = await consumer.getmany(tp, timeout_ms=int(PROBE_WAIT_S * 1000))
-            records = batch.get(tp, [])
-            if not records:
-                return end
-            end = max(end, records[-1].offset + 1)
+            batch = await consumer.getmany(timeout_ms=int(END_QUIET_S * 1000))
+            if not batch:
+                break
+            for tp, records in batch.items():
+                if records:
+                    ends[tp] = max(ends[tp], records[-1].offset + 1)
+        self._begins = {tp.partition: begins[tp] for tp in tps}
+        self._ends = {tp.partition: ends[tp] for tp in tps}
 
     async def timestamp_at(self, partition: int, offset: int) -> tuple[int, int] | None:
         tp = TopicPartition(self.topic, partition)
