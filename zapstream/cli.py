@@ -284,6 +284,10 @@ def replay(
         bool | None,
         typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY)."),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(help="Processes, each with some of the partitions (0: one per CPU core)."),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Re-decide a slice of inbound history with the current engine; never sends anything.
@@ -293,6 +297,7 @@ def replay(
     exit 2: a flag that does not parse.
     """
     import asyncio
+    import os
     import sys
     from datetime import UTC, datetime
 
@@ -330,6 +335,7 @@ def replay(
                     with_diff=diff,
                     samples=samples,
                     progress=show,
+                    jobs=jobs if jobs > 0 else (os.cpu_count() or 1),
                     warn=lambda line: typer.echo(f"warning: {line}", err=True),
                 )
             )

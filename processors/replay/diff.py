@@ -72,6 +72,20 @@ class Diff:
                 }
             )
 
+    def merge(self, other: Diff) -> None:
+        """Add another part's counts (the same originals, other partitions)."""
+        self.turns += other.turns
+        self.matched += other.matched
+        self.changed += other.changed
+        self.unmatched += other.unmatched
+        for mine, theirs in ((self.intents, other.intents), (self.actions, other.actions)):
+            for key, (a, b) in theirs.items():
+                row = mine.setdefault(key, [0, 0])
+                row[0] += a
+                row[1] += b
+        self.transitions.update(other.transitions)
+        self.samples.extend(other.samples[: max(0, self.max_samples - len(self.samples))])
+
     @staticmethod
     def _count(table: dict[str, list[int]], keys: list[str], side: int) -> None:
         for key in keys:

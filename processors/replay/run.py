@@ -6,16 +6,21 @@ a run row in `replay_runs` means all its decisions are in Kafka. Nothing else is
 published: no outbound message, handoff, re-engagement or notification exists for a
 replay, and no live table or session is read or written (the live `turns` are read
 from DuckDB, read-only, to compare with).
+
+`jobs > 1` splits the partitions between that many processes (a user's records all
+sit on one partition, so the parts are independent), each reading, deciding and
+publishing its own; the parent merges their counts and publishes the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import multiprocessing
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,28 +38,46 @@ from processors.replay.decide import (
 )
 from processors.replay.diff import Diff, Original
 from processors.replay.kafka_log import KafkaLog
-from processors.replay.selection import (
-    EmptySelection,
-    OffsetRange,
-    Selection,
-    resolve,
-    total,
-)
+from processors.replay.progress import Bar
+from processors.replay.publish import Publisher
+from processors.replay.selection import EmptySelection, OffsetRange, Selection, resolve, total
 from processors.ticker import TICK_PREFIX
 from schemas.codec import decode, encode
 from schemas.control import is_control
 from schemas.events import MessageReceived
 from schemas.replay import ReplayRunFinished
-from schemas.topics import Topics, TopicSpec
+from schemas.topics import Topics
 from zapstream.errors import InvalidPayload
 from zapstream.settings import Settings
 
-log = logging.getLogger("zapstream.replay")
-
 ORIGINALS_MARGIN = timedelta(minutes=10)
 """Live decisions are looked up from this long before the slice's first record."""
-SEND_WINDOW = 10_000
-"""Decisions in flight to the broker before the replay waits for their acknowledgements."""
+
+
+@dataclass
+class Part:
+    """What one job (all of the slice, or some of its partitions) read and decided."""
+
+    records: int = 0
+    messages: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Records not decided: ticks, control records, other users, undecodable."""
+    users: set[bytes] = field(default_factory=set)
+    turns: int = 0
+    duplicates: int = 0
+    published: int = 0
+    diff: Diff | None = None
+
+    def merge(self, other: Part) -> None:
+        self.records += other.records
+        self.messages += other.messages
+        self.skipped.update(other.skipped)
+        self.users |= other.users
+        self.turns += other.turns
+        self.duplicates += other.duplicates
+        self.published += other.published
+        if self.diff is not None and other.diff is not None:
+            self.diff.merge(other.diff)
 
 
 @dataclass
@@ -65,61 +88,57 @@ class Report:
     topic: str
     ranges: list[OffsetRange]
     dry_run: bool
-    records: int = 0
-    messages: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    """Records not decided: ticks, control records, other users, undecodable."""
-    users: int = 0
-    turns: int = 0
-    duplicates: int = 0
-    published: int = 0
+    jobs: int = 1
+    part: Part = field(default_factory=Part)
     originals: int | None = None
     """Live decisions found to compare with (None: DuckDB not read)."""
     elapsed_s: float = 0.0
-    diff: Diff | None = None
 
     @property
     def rate(self) -> float:
-        return self.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return self.part.records / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        p = self.part
         return {
             "run_id": self.run_id,
             "engine": self.engine,
             "engine_version": self.engine_version,
             "topic": self.topic,
             "dry_run": self.dry_run,
+            "jobs": self.jobs,
             "ranges": [str(r) for r in self.ranges],
-            "records": self.records,
-            "messages": self.messages,
-            "skipped": dict(self.skipped),
-            "users": self.users,
-            "turns": self.turns,
-            "duplicates": self.duplicates,
-            "published": self.published,
+            "records": p.records,
+            "messages": p.messages,
+            "skipped": dict(p.skipped),
+            "users": len(p.users),
+            "turns": p.turns,
+            "duplicates": p.duplicates,
+            "published": p.published,
             "originals": self.originals,
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(self.rate, 1),
-            "diff": self.diff.to_dict() if self.diff is not None else None,
+            "diff": p.diff.to_dict() if p.diff is not None else None,
         }
 
     def render(self) -> str:
+        p = self.part
         lines = [
             f"run {self.run_id}  engine {self.engine} ({self.engine_version})  topic {self.topic}",
             f"ranges {' '.join(str(r) for r in self.ranges)}",
-            f"records {self.records} in {self.elapsed_s:.2f} s ({self.rate:,.0f}/s): "
-            f"{self.messages} messages of {self.users} users"
-            + (f", skipped {dict(self.skipped)}" if self.skipped else ""),
+            f"records {p.records} in {self.elapsed_s:.2f} s ({self.rate:,.0f}/s, {self.jobs} "
+            f"job{'s' if self.jobs > 1 else ''}): {p.messages} messages of {len(p.users)} users"
+            + (f", skipped {dict(p.skipped)}" if p.skipped else ""),
         ]
         if self.dry_run:
             lines.append("dry run: nothing decided, nothing published")
         else:
             lines.append(
-                f"turns {self.turns} decided, {self.published} published to replay_decisions"
-                + (f", {self.duplicates} duplicate messages dropped" if self.duplicates else "")
+                f"turns {p.turns} decided, {p.published} published to replay_decisions"
+                + (f", {p.duplicates} duplicate messages dropped" if p.duplicates else "")
             )
-        if self.diff is not None:
-            lines.append(self.diff.render())
+        if p.diff is not None:
+            lines.append(p.diff.render())
         return "\n".join(lines)
 
 
@@ -139,12 +158,6 @@ def load_originals(settings: Settings, since: datetime) -> dict[str, Original]:
     return out
 
 
-async def _slice_start(log_: KafkaLog, ranges: list[OffsetRange]) -> datetime | None:
-    stamps = [await log_.timestamp_at(r.partition, r.start) for r in ranges]
-    found = [ts for _, ts in (s for s in stamps if s is not None)]
-    return datetime.fromtimestamp(min(found) / 1000, UTC) if found else None
-
-
 async def replay(
     settings: Settings,
     selection: Selection,
@@ -153,244 +166,198 @@ async def replay(
     with_diff: bool = False,
     samples: int = 5,
     progress: bool = False,
+    jobs: int = 1,
     warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
 ) -> Report:
     """Run one replay; raises `SelectionError`s (and BrokerUnavailable) for the CLI."""
     started_at = datetime.now(UTC)
     started = time.perf_counter()
-    options = settings.model_dump()
-    fingerprint = engine_fingerprint(options)
+    fingerprint = engine_fingerprint(settings.model_dump())
     version = engine_version(fingerprint)
-    topics = Topics.from_settings(settings)
     async with KafkaLog(settings, selection.topic) as source:
         ranges = await resolve(selection, source)
         if not ranges:
             raise EmptySelection(f"no records of {selection.topic} match {_describe(selection)}")
-        run_id = run_id_for(selection.topic, ranges, selection.users, fingerprint)
-        report = Report(run_id, settings.engine, version, selection.topic, ranges, dry_run)
+        run = RunInfo(
+            run_id_for(selection.topic, ranges, selection.users, fingerprint),
+            settings.engine,
+            version,
+        )
+        report = Report(run.run_id, settings.engine, version, selection.topic, ranges, dry_run)
         originals: dict[str, Original] = {}
         if not dry_run:
-            since = selection.since or await _slice_start(source, ranges)
+            stamps = [await source.timestamp_at(r.partition, r.start) for r in ranges]
+            first = min((ts for _, ts in filter(None, stamps)), default=None)
+            since = selection.since or (
+                datetime.fromtimestamp(first / 1000, UTC) if first is not None else None
+            )
             if since is not None:
                 try:
                     originals = load_originals(settings, since - ORIGINALS_MARGIN)
                     report.originals = len(originals)
                 except Exception as exc:  # compare with nothing rather than not replay
                     warn(f"live decisions not read ({exc}): original_intent stays empty")
-        if with_diff and not dry_run:
-            report.diff = Diff(originals, max_samples=samples)
-        engine = load_engine(settings.engine, **options)
-        cfg = debounce.DebounceConfig(
-            settings.debounce_quiet_ms, settings.debounce_max_ms, settings.debounce_max_messages
+    job = Job(settings, selection, run, originals, with_diff and not dry_run, samples, dry_run)
+    groups = split(ranges, jobs)
+    report.jobs = len(groups)
+    bar = Bar(total(ranges), enabled=progress)
+    try:
+        report.part = await (
+            job.run_job(groups[0], bar.advance) if len(groups) == 1 else _fan_out(job, groups, bar)
         )
+    finally:
+        bar.close()
+    part = report.part
+    if part.messages == 0:
+        users = f" of users {', '.join(selection.users)}" if selection.users else ""
+        raise EmptySelection(f"the slice holds {part.records} records but no message{users}")
+    report.elapsed_s = time.perf_counter() - started
+    if not dry_run:
+        summary = ReplayRunFinished(
+            run_id=run.run_id,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            engine=settings.engine,
+            engine_version=version,
+            topic=selection.topic,
+            selection={**selection.request(), "ranges": [str(r) for r in ranges]},
+            events=part.messages,
+            turns=part.turns,
+            changed=part.diff.changed if part.diff is not None else None,
+        )
+        topics = Topics.from_settings(settings)
+        publisher = await Publisher.start(settings, topics)
+        try:
+            await publisher.send(topics.replay_runs, run.run_id, encode(summary))
+            await publisher.drain()
+        finally:
+            await publisher.stop()
+    return report
+
+
+def split(ranges: list[OffsetRange], jobs: int) -> list[list[OffsetRange]]:
+    """Ranges in at most `jobs` groups of about equal size (largest first, each to the
+    lightest group). Whole partitions only: a user's records must stay in one job."""
+    n = max(1, min(jobs, len(ranges)))
+    groups: list[list[OffsetRange]] = [[] for _ in range(n)]
+    sizes = [0] * n
+    for r in sorted(ranges, key=lambda r: -((r.end or r.start) - r.start)):
+        i = sizes.index(min(sizes))
+        groups[i].append(r)
+        sizes[i] += (r.end or r.start) - r.start
+    return [sorted(g) for g in groups if g]
+
+
+@dataclass
+class Job:
+    """What a job needs: plain data, so that a process of its own can run it."""
+
+    settings: Settings
+    selection: Selection
+    run: RunInfo
+    originals: dict[str, Original]
+    with_diff: bool
+    samples: int
+    dry_run: bool
+
+    async def run_job(self, ranges: list[OffsetRange], advance: Callable[[int], None]) -> Part:
+        settings = self.settings
+        part = Part(diff=Diff(self.originals, max_samples=self.samples) if self.with_diff else None)
+        engine = load_engine(settings.engine, **settings.model_dump())
         replayer = Replayer(
             engine,
-            cfg,
-            RunInfo(run_id, settings.engine, version),
-            {k: v.intent for k, v in originals.items()},
+            debounce.DebounceConfig(
+                settings.debounce_quiet_ms, settings.debounce_max_ms, settings.debounce_max_messages
+            ),
+            self.run,
+            {k: v.intent for k, v in self.originals.items()},
             dedupe_horizon_s=settings.dedupe_horizon_s,
             session_ttl_s=settings.session_ttl_s,
         )
-        publisher = None if dry_run else await _Publisher.start(settings, topics)
+        topics = Topics.from_settings(settings)
+        publisher = None if self.dry_run else await Publisher.start(settings, topics)
+        wanted = {u.encode() for u in self.selection.users}
+        skipped = part.skipped
+
+        async def out(replayed: list[Any]) -> None:
+            assert publisher is not None
+            for r in replayed:
+                if part.diff is not None:
+                    part.diff.add(r.turn_id, r.user_id, r.intent, r.actions)
+                await publisher.send(topics.replay_decisions, r.user_id, r.record)
+            part.published += len(replayed)
+
         try:
-            await _run(source, ranges, selection, replayer, publisher, report, progress, dry_run)
-            if replayer.messages == 0 and report.messages == 0:
-                raise EmptySelection(
-                    f"the slice holds {report.records} records but no message"
-                    + (f" of users {', '.join(selection.users)}" if selection.users else "")
-                )
-            report.elapsed_s = time.perf_counter() - started
+            async with KafkaLog(settings, self.selection.topic) as source:
+                async for batch in source.read(ranges):
+                    part.records += len(batch)
+                    advance(len(batch))
+                    for rec in batch:
+                        value = rec.value
+                        if not value or value.startswith(TICK_PREFIX) or is_control(value):
+                            skipped[_kind(value)] += 1
+                            continue
+                        key = rec.key or b""
+                        if wanted and key not in wanted:
+                            skipped["other_users"] += 1
+                            continue
+                        try:
+                            msg = decode(MessageReceived, value)
+                        except InvalidPayload:
+                            skipped["undecodable"] += 1
+                            continue
+                        part.messages += 1
+                        part.users.add(key)
+                        if not self.dry_run:
+                            await out(await replayer.message(rec.partition, rec.offset, msg))
             if publisher is not None:
-                await publisher.drain()
-                run = ReplayRunFinished(
-                    run_id=run_id,
-                    started_at=started_at,
-                    finished_at=datetime.now(UTC),
-                    engine=settings.engine,
-                    engine_version=version,
-                    topic=selection.topic,
-                    selection={**selection.request(), "ranges": [str(r) for r in ranges]},
-                    events=report.messages,
-                    turns=report.turns,
-                    changed=report.diff.changed if report.diff is not None else None,
-                )
-                await publisher.send(topics.replay_runs, run_id, encode(run))
+                await out(await replayer.finish())
                 await publisher.drain()
         finally:
             if publisher is not None:
                 await publisher.stop()
-    await engine.aclose()
-    report.turns = replayer.turns
-    report.duplicates = replayer.duplicates
-    return report
+            await engine.aclose()
+        part.turns, part.duplicates = replayer.turns, replayer.duplicates
+        return part
 
 
-async def _run(
-    source: KafkaLog,
-    ranges: list[OffsetRange],
-    selection: Selection,
-    replayer: Replayer,
-    publisher: _Publisher | None,
-    report: Report,
-    progress: bool,
-    dry_run: bool,
-) -> None:
-    users = {u.encode() for u in selection.users}
-    seen_users: set[bytes] = set()
-    topic = Topics.from_settings(publisher.settings).replay_decisions if publisher else ""
-    bar = _progress_bar(total(ranges), enabled=progress)
-    skipped = report.skipped
-    try:
-        async for batch in source.read(ranges):
-            report.records += len(batch)
-            bar.advance(len(batch))
-            for rec in batch:
-                value = rec.value
-                if not value or value.startswith(TICK_PREFIX):
-                    skipped["ticks" if value else "empty"] += 1
-                    continue
-                if is_control(value):
-                    skipped["control"] += 1
-                    continue
-                key = rec.key or b""
-                if users and key not in users:
-                    skipped["other_users"] += 1
-                    continue
-                try:
-                    msg = decode(MessageReceived, value)
-                except InvalidPayload:
-                    skipped["undecodable"] += 1
-                    continue
-                report.messages += 1
-                seen_users.add(key)
-                if dry_run:
-                    continue
-                for r in await replayer.message(rec.partition, rec.offset, msg):
-                    if report.diff is not None:
-                        report.diff.add(r.turn_id, r.user_id, r.intent, r.actions)
-                    assert publisher is not None
-                    await publisher.send(topic, r.user_id, r.record)
-                    report.published += 1
-        if not dry_run:
-            for r in await replayer.finish():
-                if report.diff is not None:
-                    report.diff.add(r.turn_id, r.user_id, r.intent, r.actions)
-                assert publisher is not None
-                await publisher.send(topic, r.user_id, r.record)
-                report.published += 1
-    finally:
-        bar.close()
-    report.users = len(seen_users)
-    report.turns = replayer.turns
+_counter: Any = None
 
 
-class _Bar:
-    """A rich progress bar with events/s and ETA on stderr (or nothing)."""
-
-    def __init__(self, total_: int, enabled: bool) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = (
-            Progress(
-                "replay",
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                "eta",
-                TimeRemainingColumn(),
-                console=Console(file=sys.stderr),
-                refresh_per_second=4,
-            )
-            if enabled
-            else None
-        )
-        if self.progress is not None:
-            self.progress.start()
-            self.task = self.progress.add_task("replay", total=total_)
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task, n)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+def _init_child(counter: Any) -> None:
+    global _counter
+    _counter = counter
 
 
-def _progress_bar(total_: int, *, enabled: bool) -> _Bar:
-    return _Bar(total_, enabled)
+def _child(job: Job, ranges: list[OffsetRange]) -> Part:
+    def advance(n: int) -> None:
+        with _counter.get_lock():
+            _counter.value += n
+
+    return asyncio.run(job.run_job(ranges, advance))
 
 
-def _rate_text(speed: float | None) -> str:
-    return f"{speed:,.0f} events/s" if speed else "- events/s"
+async def _fan_out(job: Job, groups: list[list[OffsetRange]], bar: Bar) -> Part:
+    ctx = multiprocessing.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    merged = Part(diff=Diff(job.originals, max_samples=job.samples) if job.with_diff else None)
+    with ProcessPoolExecutor(
+        len(groups), mp_context=ctx, initializer=_init_child, initargs=(counter,)
+    ) as pool:
+        futures = [asyncio.wrap_future(pool.submit(_child, job, g)) for g in groups]
+        pending = set(futures)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=0.25)
+            bar.update(counter.value)
+        for f in futures:
+            merged.merge(f.result())
+    return merged
 
 
-try:
-    from rich.progress import ProgressColumn, Task
-    from rich.text import Text
-
-    class _RateColumn(ProgressColumn):
-        def render(self, task: Task) -> Text:
-            return Text(_rate_text(task.speed))
-
-except ImportError:  # pragma: no cover - rich comes with typer
-    pass
-
-
-class _Publisher:
-    """An aiokafka producer for the replay's own topics, acknowledgements awaited in
-    windows (SEND_WINDOW) instead of one round trip per record."""
-
-    def __init__(self, settings: Settings, producer: Any) -> None:
-        self.settings = settings
-        self.producer = producer
-        self.pending: list[asyncio.Future[Any]] = []
-
-    @classmethod
-    async def start(cls, settings: Settings, topics: Topics) -> _Publisher:
-        from aiokafka import AIOKafkaProducer
-
-        from zapstream.kafka_admin import ensure_topics
-        from zapstream.kafka_clients import producer_kwargs
-
-        bootstrap = settings.require_bootstrap()
-        n = settings.topic_partitions
-        await ensure_topics(
-            bootstrap,
-            [TopicSpec(topics.replay_decisions, n), TopicSpec(topics.replay_runs, 1)],
-            settings.topic_replication_factor,
-        )
-        kwargs = producer_kwargs(settings, idempotent=False)
-        kwargs.update(
-            client_id=f"{settings.kafka_client_id}-replay",
-            linger_ms=5,
-            max_batch_size=512 * 1024,
-            compression_type=None,
-        )
-        producer = AIOKafkaProducer(**kwargs)
-        await producer.start()
-        return cls(settings, producer)
-
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        self.pending.append(await self.producer.send(topic, value=value, key=key.encode()))
-        if len(self.pending) >= SEND_WINDOW:
-            await self.drain()
-
-    async def drain(self) -> None:
-        pending, self.pending = self.pending, []
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def stop(self) -> None:
-        await self.producer.stop()
+def _kind(value: bytes | None) -> str:
+    if not value:
+        return "empty"
+    return "ticks" if value.startswith(TICK_PREFIX) else "control"
 
 
 def _describe(selection: Selection) -> str:
