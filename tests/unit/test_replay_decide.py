@@ -185,3 +185,30 @@ async def test_the_sink_reads_the_records_on_its_fast_path() -> None:
         assert route.rows(o.record) == [
             ("replay_decisions", route.targets[0][1](decode(ReplayDecided, o.record)))
         ]
+
+
+def test_jobs_get_whole_partitions_of_about_equal_size() -> None:
+    from processors.replay.run import split
+
+    ranges = [OffsetRange(p, 0, size) for p, size in enumerate([100, 10, 60, 50, 5, 40])]
+    groups = split(ranges, 3)
+    assert sorted(r for g in groups for r in g) == ranges  # each partition once, whole
+    assert sorted(sum((r.end or 0) - r.start for r in g) for g in groups) == [75, 90, 100]
+    assert split(ranges, 1) == [ranges]
+    assert len(split(ranges[:2], 8)) == 2  # never more jobs than partitions
+
+
+def test_diffs_of_parts_merge_into_the_diff_of_the_whole() -> None:
+    send = {"action": "send_text", "text": "a"}
+    originals = {f"t{i}": Original("faq", [send]) for i in range(4)}
+    whole, left, right = (Diff(originals, max_samples=3) for _ in range(3))
+    changes = [("t0", "faq"), ("t1", "handoff"), ("t2", "handoff"), ("t9", "menu")]
+    for i, (turn, intent) in enumerate(changes):
+        for d in (whole, left if i % 2 else right):
+            d.add(turn, "5511987654321", intent, [send])
+    left.merge(right)
+    merged, expected = left.to_dict(), whole.to_dict()
+    assert {k: v for k, v in merged.items() if k != "samples"} == {
+        k: v for k, v in expected.items() if k != "samples"
+    }
+    assert len(merged["samples"]) == 2
