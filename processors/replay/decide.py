@@ -9,12 +9,14 @@ Choices, and what they mean for a replay's fidelity:
 * **Sessions start empty at the slice's start** (no live table is read, none is
   written). A user's first turn in the slice is decided as a first contact; select
   from the start of a conversation, or accept that difference.
-* **Debounce ticks are synthesized from event time.** The live ticks in the topic
-  are skipped; before a user's message, a burst whose deadline has passed is closed
-  *at its deadline* (as the live tick closed it, give or take the timer's lag), and
-  bursts still open at the slice's end are closed at theirs. Turn ids derive from
-  message ids, so replayed turns carry the live turn ids (a burst cut by the slice's
-  start or end makes a turn of its own, which the diff counts as unmatched).
+* **Debounce ticks: the recorded ones, and synthesized ones where none came.** A
+  live tick in the topic is applied in its place with the time it was made, exactly
+  as the worker applied it (so a burst the worker closed before a late-published
+  message closes the same way here). Before a user's message, a burst whose deadline
+  has already passed and that no tick closed is closed *at its deadline*; bursts still
+  open at the slice's end are closed at theirs. Turn ids derive from message ids, so
+  replayed turns carry the live turn ids (a burst cut by the slice's start or end
+  makes a turn of its own, which the diff counts as unmatched).
 * **Dedupe** covers the slice: Meta's redeliveries inside it are dropped.
 
 Memory budget: one `UserState` per user of the slice (about 1 KB with a session) and
@@ -157,6 +159,15 @@ class Replayer:
             self.users[msg.user_id] = await self._decided(step.state, step.turn, step.now, out)
         if self.messages % SWEEP_EVERY == 0:
             self._expire(msg.received_at.timestamp())
+        return out
+
+    async def tick(self, partition: int, offset: int, user: str, at: datetime) -> list[Replayed]:
+        """Apply a recorded debounce tick of `user`, made at `at`."""
+        state = self.users.get(user)
+        if state is None or state.pending is None:
+            return []
+        out: list[Replayed] = []
+        self.users[user] = await self._step(state, at, Origin(partition, 2 * offset), out)
         return out
 
     async def finish(self) -> list[Replayed]:

@@ -41,7 +41,7 @@ from processors.replay.kafka_log import KafkaLog
 from processors.replay.progress import Bar
 from processors.replay.publish import Publisher
 from processors.replay.selection import EmptySelection, OffsetRange, Selection, resolve, total
-from processors.ticker import TICK_PREFIX
+from processors.ticker import tick_time
 from schemas.codec import decode, encode
 from schemas.control import is_control
 from schemas.events import MessageReceived
@@ -60,8 +60,10 @@ class Part:
 
     records: int = 0
     messages: int = 0
+    ticks: int = 0
+    """Debounce ticks applied (the live worker's, in their place)."""
     skipped: Counter[str] = field(default_factory=Counter)
-    """Records not decided: ticks, control records, other users, undecodable."""
+    """Records left out: control records, other users' records, undecodable ones."""
     users: set[bytes] = field(default_factory=set)
     turns: int = 0
     duplicates: int = 0
@@ -71,6 +73,7 @@ class Part:
     def merge(self, other: Part) -> None:
         self.records += other.records
         self.messages += other.messages
+        self.ticks += other.ticks
         self.skipped.update(other.skipped)
         self.users |= other.users
         self.turns += other.turns
@@ -110,6 +113,7 @@ class Report:
             "ranges": [str(r) for r in self.ranges],
             "records": p.records,
             "messages": p.messages,
+            "ticks": p.ticks,
             "skipped": dict(p.skipped),
             "users": len(p.users),
             "turns": p.turns,
@@ -127,8 +131,8 @@ class Report:
             f"run {self.run_id}  engine {self.engine} ({self.engine_version})  topic {self.topic}",
             f"ranges {' '.join(str(r) for r in self.ranges)}",
             f"records {p.records} in {self.elapsed_s:.2f} s ({self.rate:,.0f}/s, {self.jobs} "
-            f"job{'s' if self.jobs > 1 else ''}): {p.messages} messages of {len(p.users)} users"
-            + (f", skipped {dict(p.skipped)}" if p.skipped else ""),
+            f"job{'s' if self.jobs > 1 else ''}): {p.messages} messages of {len(p.users)} users, "
+            f"{p.ticks} debounce ticks" + (f", skipped {dict(p.skipped)}" if p.skipped else ""),
         ]
         if self.dry_run:
             lines.append("dry run: nothing decided, nothing published")
@@ -294,12 +298,19 @@ class Job:
                     advance(len(batch))
                     for rec in batch:
                         value = rec.value
-                        if not value or value.startswith(TICK_PREFIX) or is_control(value):
-                            skipped[_kind(value)] += 1
-                            continue
                         key = rec.key or b""
                         if wanted and key not in wanted:
                             skipped["other_users"] += 1
+                            continue
+                        if not value or is_control(value):
+                            skipped["control" if value else "empty"] += 1
+                            continue
+                        at = tick_time(value)
+                        if at is not None:
+                            part.ticks += 1
+                            if not self.dry_run:
+                                user = key.decode()
+                                await out(await replayer.tick(rec.partition, rec.offset, user, at))
                             continue
                         try:
                             msg = decode(MessageReceived, value)
@@ -352,12 +363,6 @@ async def _fan_out(job: Job, groups: list[list[OffsetRange]], bar: Bar) -> Part:
         for f in futures:
             merged.merge(f.result())
     return merged
-
-
-def _kind(value: bytes | None) -> str:
-    if not value:
-        return "empty"
-    return "ticks" if value.startswith(TICK_PREFIX) else "control"
 
 
 def _describe(selection: Selection) -> str:

@@ -163,19 +163,28 @@ def test_a_replay_after_a_playbook_change_records_new_decisions_and_messages_nob
     users = [new_user() for _ in range(3)]
     start = datetime.now(UTC) - timedelta(milliseconds=200)
     for user in users:
-        for text in ("oi", "tudo bem?"):  # one burst: one turn
+        for text in ("oi", "tudo bem?"):  # one burst, unless the stack is slow
             assert stack.post_text(text, wa_id=user, message_id=new_wamid()).status_code == 200
     time.sleep(1.0)  # past the quiet time: the next message is a turn of its own
     for user in users:
         assert stack.post_text("menu", wa_id=user, message_id=new_wamid()).status_code == 200
     end = datetime.now(UTC) + timedelta(milliseconds=200)
     in_list = ", ".join(f"'{u}'" for u in users)
-    live = stack.wait_for_rows(
-        f"SELECT turn_id, intent FROM turns WHERE user_id IN ({in_list})", 6, timeout=60
-    )
-    assert len(live) == 6, stack.output()
-    for user in users:
-        sandbox.wait_for(user, 2, kind="interactive", timeout=60)
+    # How the bursts were cut depends on how fast the stack ran: count what it did.
+    deadline = time.monotonic() + 90
+    while stack.query(
+        f"SELECT coalesce(sum(message_count), 0) FROM turns WHERE user_id IN ({in_list})"
+    ) != [(9,)]:
+        assert time.monotonic() < deadline, stack.output()
+        time.sleep(0.2)
+    live = stack.query(f"SELECT turn_id, intent FROM turns WHERE user_id IN ({in_list})")
+    greetings = [t for t, intent in live if intent == "greeting"]
+    assert len(greetings) == 3  # each user's "oi" (alone or with "tudo bem?")
+    while stack.query(
+        f"SELECT count(*) FROM outbound_messages WHERE user_id IN ({in_list})"
+    ) != stack.query(f"SELECT count(*) FROM send_results WHERE user_id IN ({in_list})"):
+        assert time.monotonic() < deadline, stack.output()
+        time.sleep(0.2)
     sandbox.settle()
     sent_before = len(sandbox.messages())
     topics_before = counts(stack)
@@ -192,29 +201,28 @@ def test_a_replay_after_a_playbook_change_records_new_decisions_and_messages_nob
     assert report is not None
     run_id = report["run_id"]
     assert report["messages"] == 9
-    assert report["turns"] == 6
+    assert report["turns"] == len(live)
     diff = report["diff"]
-    assert (diff["matched"], diff["unmatched"]) == (6, 0)  # the live turn ids, every one
+    assert (diff["matched"], diff["unmatched"]) == (len(live), 0)  # the live turns, each one
     assert {"from": "greeting", "to": "handoff", "turns": 3} in diff["intent_changes"]
     assert diff["actions"]["request_handoff"]["replayed"] >= 3
 
     rows = stack.wait_for_rows(
         f"SELECT turn_id, intent, original_intent, engine, actions FROM replay_decisions "
         f"WHERE run_id = '{run_id}' ORDER BY turn_id",
-        6,
+        len(live),
         timeout=60,
     )
-    assert len(rows) == 6
-    live_intents = dict(live)
-    assert {r[0]: r[2] for r in rows} == live_intents  # original_intent is the live one
-    handoffs = [r for r in rows if r[1] == "handoff"]
-    assert len(handoffs) == 3
-    assert all(r[2] == "greeting" and r[3] == "playbook" for r in handoffs)
-    assert all("request_handoff" in str(r[4]) for r in handoffs)
+    assert len(rows) == len(live)
+    assert {r[0]: r[2] for r in rows} == dict(live)  # original_intent is the live one
+    handoffs = {r[0]: r for r in rows if r[2] == "greeting"}
+    assert set(handoffs) == set(greetings)
+    assert all(r[1] == "handoff" and r[3] == "playbook" for r in handoffs.values())
+    assert all("request_handoff" in str(r[4]) for r in handoffs.values())
     runs = stack.wait_for_rows(
         f"SELECT events, turns, engine FROM replay_runs WHERE run_id = '{run_id}'", 1
     )
-    assert runs == [(9, 6, "playbook")]
+    assert runs == [(9, len(live), "playbook")]
 
     # nothing reached anyone, nothing live moved
     sandbox.settle()

@@ -212,3 +212,30 @@ def test_diffs_of_parts_merge_into_the_diff_of_the_whole() -> None:
         k: v for k, v in expected.items() if k != "samples"
     }
     assert len(merged["samples"]) == 2
+
+
+async def test_a_recorded_tick_closes_the_burst_where_the_live_worker_closed_it() -> None:
+    """The worker's tick came before a message that reached the topic late (its
+    received_at was before the deadline): live, the burst closed without it."""
+    user = "5511900000003"
+    first, late = msg(10, user, 0.0, "oi"), msg(11, user, 1.2, "menu")
+    r = replayer()
+    out = await r.message(0, 0, first)
+    out += await r.tick(0, 1, user, T0 + timedelta(seconds=1.6))
+    out += await r.message(0, 2, late)
+    out += await r.finish()
+    assert [decode(ReplayDecided, o.record).message_ids for o in out] == [
+        ["wamid.10"],
+        ["wamid.11"],
+    ]
+    assert decode(ReplayDecided, out[0].record).decided_at == T0 + timedelta(seconds=1.6)
+    # without the recorded tick the late message joins the burst (event time says so)
+    plain = await feed(replayer(), [first, late])
+    assert [decode(ReplayDecided, o.record).message_ids for o in plain] == [
+        ["wamid.10", "wamid.11"]
+    ]
+    # an early or repeated tick changes nothing
+    again = replayer()
+    await again.message(0, 0, first)
+    assert await again.tick(0, 1, user, T0 + timedelta(seconds=0.5)) == []
+    assert await again.tick(0, 2, "5511999999999", T0 + timedelta(seconds=9)) == []
