@@ -320,7 +320,9 @@ class Job:
                         part.messages += 1
                         part.users.add(key)
                         if not self.dry_run:
-                            await out(await replayer.message(rec.partition, rec.offset, msg))
+                            decided = await replayer.message(rec.partition, rec.offset, msg)
+                            if decided:
+                                await out(decided)
             if publisher is not None:
                 await out(await replayer.finish())
                 await publisher.drain()

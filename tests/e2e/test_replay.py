@@ -80,10 +80,10 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=50)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
+        assert topic in await consumer.topics()  # loads the metadata of every topic
+        parts = consumer.partitions_for_topic(topic)
+        assert parts, f"no partitions known for {topic}"
         tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         out: list[Any] = []
