@@ -89,10 +89,9 @@ class KafkaLog:
         return self._consumer
 
     async def partitions(self) -> list[int]:
-        parts = self.consumer.partitions_for_topic(self.topic)
-        if not parts:
-            await self.consumer._client.force_metadata_update()
-            parts = self.consumer.partitions_for_topic(self.topic)
+        # the metadata of every topic: a consumer without a subscription tracks none
+        cluster = await self.consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(self.topic)
         if not parts:
             raise UnknownTopic(f"topic {self.topic} has no partitions")
         return sorted(parts)
