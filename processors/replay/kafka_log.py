@@ -113,13 +113,19 @@ class KafkaLog:
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, max(begins[tp], hints[tp] - 1))
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(END_QUIET_S * 1000))
+        # The first fetch of a partition brings its last record batch(es): the end as it
+        # is now. Later records (a live topic keeps growing) are not part of the slice.
+        pending = {tp for tp in tps if hints[tp] > begins[tp]}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=int(END_QUIET_S * 1000))
             if not batch:
-                break
+                break  # nothing at or after the broker's answer: that is the end
             for tp, records in batch.items():
                 if records:
                     ends[tp] = max(ends[tp], records[-1].offset + 1)
+                    pending.discard(tp)
+                    consumer.pause(tp)
+        consumer.resume(*tps)
         self._begins = {tp.partition: begins[tp] for tp in tps}
         self._ends = {tp.partition: ends[tp] for tp in tps}
 
