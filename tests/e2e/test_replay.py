@@ -230,18 +230,24 @@ def test_a_replay_after_a_playbook_change_records_new_decisions_and_messages_nob
     assert counts(stack) == topics_before
     assert live_snapshot(stack) == live_before
 
-    # the same replay again: the same run, the same rows, nothing added
+    # the same replay again (split between processes this time): the same run, the
+    # same rows, nothing added
     decisions_before = stack.query(f"SELECT * FROM replay_decisions WHERE run_id = '{run_id}'")
     runs_before = stack.query("SELECT * FROM replay_runs ORDER BY run_id")
     code, again, err = replay(
         stack,
         "--from", start.isoformat(),
         "--to", end.isoformat(),
+        "--jobs", "2",
+        "--diff",
         PLAYBOOK_PATH=str(changed_playbook(tmp_path)),
     )  # fmt: skip
     assert code == 0, err
     assert again is not None
     assert again["run_id"] == run_id
+    assert again["jobs"] == min(2, len(again["ranges"]))
+    assert again["turns"] == report["turns"]
+    assert again["diff"]["intent_changes"] == diff["intent_changes"]
     wait_sink_caught_up(stack, f"{PREFIX}.replay.decisions.v1")
     wait_sink_caught_up(stack, f"{PREFIX}.replay.runs.v1")
     assert (
