@@ -326,6 +326,9 @@ def replay(
         raise typer.Exit(2) from exc
     show = sys.stderr.isatty() if progress is None else progress
     with exit_on_broker_errors():
+        from zapstream.kafka_diagnosis import check_broker_sync
+
+        check_broker_sync(settings.require_bootstrap(), fail_on_outage=True)
         try:
             report = asyncio.run(
                 run_replay(

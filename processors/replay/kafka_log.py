@@ -10,6 +10,7 @@ records themselves (Tansu's offsets-for-times is unusable).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -79,7 +80,8 @@ class KafkaLog:
         except Exception as exc:
             raise BrokerUnavailable(str(exc) or type(exc).__name__, address=bootstrap) from exc
         finally:
-            await admin.close()
+            with contextlib.suppress(Exception):  # never mask the error above
+                await admin.close()
         if self.topic not in topics:
             raise UnknownTopic(f"topic {self.topic} does not exist on {bootstrap}")
 
