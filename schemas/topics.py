@@ -27,6 +27,7 @@ class Topics:
     handoffs: str
     embeddings: str
     processing_dead_letters: str
+    reengagements: str
     replay_decisions: str
     replay_runs: str
 
@@ -45,6 +46,7 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            reengagements=f"{p}.reengagements.v1",
             replay_decisions=f"{p}.replay.decisions.v1",
             replay_runs=f"{p}.replay.runs.v1",
         )
@@ -67,6 +69,7 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.reengagements,
             self.replay_decisions,
         ]
         return [TopicSpec(t, n) for t in keyed] + [
@@ -78,8 +81,9 @@ class Topics:
 # Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):
 # `users` (one record per user: session, debounce buffer, last applied record),
 # `seen` (dedupe, one entry per message id), `sent` and `confirmed` (the send ledger,
-# one entry per outbound id). See processors/tables.py.
-WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed")
+# one entry per outbound id), `notified` (the handoff notifier's ledger, one entry per
+# handoff). See processors/tables.py.
+WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed", "notified")
 
 
 def faust_internal_topics(settings: Settings) -> list[TopicSpec]:

@@ -119,4 +119,40 @@ LEFT JOIN steps s ON s.wamid = r.wamid
 LEFT JOIN dead_letters d ON d.outbound_id = o.outbound_id
 """
 
-VIEWS: list[str] = [DELIVERY_VIEW]
+# One row per handoff (the contract of the `handoffs` table): each step's first time,
+# and the outcome. An agent's reply counts for the handoff of its user open at that
+# time (the API does not wait for the handoff's id to reach DuckDB).
+HANDOFFS_VIEW = """
+CREATE OR REPLACE VIEW handoffs AS
+WITH h AS (
+    SELECT handoff_id,
+           any_value(user_id) AS user_id,
+           any_value(reason) FILTER (WHERE event = 'opened') AS reason,
+           any_value(source) FILTER (WHERE event = 'opened') AS source,
+           coalesce(min(event_at) FILTER (WHERE event = 'opened'), min(opened_at)) AS opened_at,
+           min(event_at) FILTER (WHERE event = 'notified') AS notified_at,
+           min(event_at) FILTER (WHERE event = 'renotified') AS renotified_at,
+           min(event_at) FILTER (WHERE event = 'released') AS released_at,
+           min(event_at) FILTER (WHERE event = 'expired') AS expired_at,
+           any_value(reason) FILTER (WHERE event = 'notify_failed') AS notify_error,
+           count(*) FILTER (WHERE event = 'notify_failed') > 0 AS notify_failed
+    FROM handoff_events WHERE handoff_id IS NOT NULL GROUP BY handoff_id
+)
+SELECT h.handoff_id, h.user_id, h.reason, h.source, h.opened_at, h.notified_at,
+       h.renotified_at,
+       (SELECT min(r.event_at) FROM handoff_events r
+         WHERE r.event = 'agent_reply' AND r.user_id = h.user_id
+           AND (r.handoff_id = h.handoff_id
+                OR (r.handoff_id IS NULL AND r.event_at >= h.opened_at
+                    AND r.event_at <= coalesce(h.released_at, h.expired_at, 'infinity'::TIMESTAMPTZ))))
+         AS first_agent_reply_at,
+       coalesce(h.released_at, h.expired_at) AS released_at,
+       CASE WHEN h.released_at IS NOT NULL THEN 'released'
+            WHEN h.expired_at IS NOT NULL THEN 'expired'
+            WHEN h.notify_failed AND h.notified_at IS NULL THEN 'notify_failed'
+            ELSE 'open' END AS outcome,
+       h.notify_error
+FROM h
+"""
+
+VIEWS: list[str] = [DELIVERY_VIEW, HANDOFFS_VIEW]

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, outbound, processing, replay
+from schemas import conversation, events, handoff, outbound, processing, reengagement, replay
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -86,10 +86,18 @@ def routes(topics: Topics) -> dict[str, Route]:
         topics.dead_letters: route(
             outbound.DeadLetter, wire.DeadLetter, ("dead_letters", rows.dead_letter_row)
         ),
+        topics.handoffs: route(
+            handoff.HandoffEvent, wire.HandoffEvent, ("handoff_events", rows.handoff_event_row)
+        ),
         topics.processing_dead_letters: route(
             processing.ProcessingDeadLetter,
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
+        ),
+        topics.reengagements: route(
+            reengagement.Reengagement,
+            wire.Reengagement,
+            ("reengagements", rows.reengagement_row),
         ),
         topics.replay_decisions: route(
             replay.ReplayDecided,

@@ -177,6 +177,34 @@ def processing_dead_letter_row(d: Any) -> Row:
     )
 
 
+def handoff_event_row(e: Any) -> Row:
+    return (
+        e.event_id,
+        e.event,
+        e.handoff_id,
+        e.user_id,
+        e.at,
+        e.reason,
+        e.source,
+        e.turn_id,
+        e.outbound_id,
+        e.attempts,
+        e.opened_at,
+    )
+
+
+def reengagement_row(r: Any) -> Row:
+    return (
+        r.reengagement_id,
+        r.user_id,
+        r.quiet_since,
+        r.sent_at,
+        r.kind,
+        r.outbound_id,
+        r.returned_at,
+    )
+
+
 def replay_decision_row(d: Any) -> Row:
     return (
         d.run_id,

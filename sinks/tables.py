@@ -205,6 +205,45 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+# Every handoff lifecycle event (schemas.handoff), once each; the view `handoffs`
+# (sinks.migrate) folds them into one row per handoff. Events of one handoff come from
+# three places (the user's lane, the notifier, the admin API) in any order, so a
+# snapshot upsert would lose columns: folding keeps each step's first time.
+HANDOFF_EVENTS = _spec(
+    "handoff_events",
+    [
+        ("event_id", pa.string()),
+        ("event", pa.string()),
+        ("handoff_id", pa.string()),
+        ("user_id", pa.string()),
+        ("event_at", TS),
+        ("reason", pa.string()),
+        ("source", pa.string()),
+        ("turn_id", pa.string()),
+        ("outbound_id", pa.string()),
+        ("attempts", pa.int32()),
+        ("opened_at", TS),
+    ],
+    key=("event_id",),
+)
+
+# Re-engagements (processors.reengage): one row per quiet period re-engaged. The
+# `returned` event carries the whole row with returned_at set, and wins the upsert.
+REENGAGEMENTS = _spec(
+    "reengagements",
+    [
+        ("reengagement_id", pa.string()),
+        ("user_id", pa.string()),
+        ("quiet_since", TS),
+        ("sent_at", TS),
+        ("kind", pa.string()),
+        ("outbound_id", pa.string()),
+        ("returned_at", TS),
+    ],
+    key=("reengagement_id",),
+    latest_by=("returned_at",),
+)
+
 # Replays (`zapstream replay`): decisions the current engine makes over a slice of
 # history, never sent; keyed by (run, turn) so the same replay twice adds nothing.
 REPLAY_DECISIONS = _spec(
@@ -286,6 +325,8 @@ TABLES: dict[str, TableSpec] = {
         SEND_RESULTS,
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
+        HANDOFF_EVENTS,
+        REENGAGEMENTS,
         SINK_DEAD_LETTERS,
         REPLAY_DECISIONS,
         REPLAY_RUNS,

@@ -15,6 +15,8 @@ from zapstream.settings import Settings
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from zapstream.analytics.period import Period
+
 cli = typer.Typer(
     help="zapstream: WhatsApp Cloud API webhooks → Kafka → Faust → replies and DuckDB.",
     no_args_is_help=True,
@@ -36,6 +38,43 @@ def load_settings(**overrides: object) -> Settings:
         for line in setting_problems(exc):
             typer.echo(f"configuration error: {line}", err=True)
         raise typer.Exit(2) from exc
+
+
+SECRETS_USED: dict[str, tuple[str, ...]] = {
+    "api": ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN"),
+    "worker": ("WHATSAPP_ACCESS_TOKEN", "HELPDESK_SECRET"),
+    "sink": (),
+    "sandbox": ("WHATSAPP_APP_SECRET", "WHATSAPP_ACCESS_TOKEN"),
+}
+"""The secrets each long-running command uses (checked with ENV=production)."""
+
+
+def secrets_of_up(settings: Settings) -> tuple[str, ...]:
+    """`zapstream up` starts the api, the workers, the sink and (without
+    GRAPH_API_BASE_URL) the sandbox: it needs what they need."""
+    started = ["api", "worker", "sink"] + ([] if settings.graph_api_base_url else ["sandbox"])
+    return tuple(dict.fromkeys(name for cmd in started for name in SECRETS_USED[cmd]))
+
+
+def require_production_ready(settings: Settings, command: str, uses: tuple[str, ...]) -> None:
+    """With ENV=production, refuse to start (code 2, one line naming the secrets that
+    are missing or still development defaults; never their values)."""
+    problems = settings.production_problems(uses)
+    if problems:
+        typer.echo(
+            f"configuration error: ENV=production: zapstream {command} refuses to start: "
+            + "; ".join(problems),
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def settings_for(command: str, **overrides: object) -> Settings:
+    """The settings of a long-running command, checked for production."""
+    settings = load_settings(**overrides)
+    uses = secrets_of_up(settings) if command == "up" else SECRETS_USED.get(command, ())
+    require_production_ready(settings, command, uses)
+    return settings
 
 
 def setting_problems(exc: ValidationError) -> list[str]:
@@ -78,7 +117,7 @@ def up(
     from zapstream.log import configure_logging
     from zapstream.supervisor.supervisor import Supervisor
 
-    settings = load_settings(broker=broker, workers=workers)
+    settings = settings_for("up", broker=broker, workers=workers)
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
@@ -96,7 +135,7 @@ def api() -> None:
     from zapstream.supervisor.runners import run_api
 
     with exit_on_broker_errors():
-        run_api(load_settings())
+        run_api(settings_for("api"))
 
 
 @cli.command()
@@ -105,7 +144,7 @@ def worker() -> None:
     from zapstream.supervisor.runners import run_worker
 
     with exit_on_broker_errors():
-        run_worker(load_settings())
+        run_worker(settings_for("worker"))
 
 
 @cli.command()
@@ -114,7 +153,7 @@ def sink() -> None:
     from sinks.service import run_sink
 
     with exit_on_broker_errors():
-        run_sink(load_settings())
+        run_sink(settings_for("sink"))
 
 
 @cli.command()
@@ -122,7 +161,7 @@ def sandbox() -> None:
     """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
     from zapstream.sandbox.app import run_sandbox
 
-    run_sandbox(load_settings())
+    run_sandbox(settings_for("sandbox"))
 
 
 @cli.command()
@@ -352,6 +391,85 @@ def replay(
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
     else:
         typer.echo(report.render())
+
+
+def _period(from_: str | None, to: str | None) -> Period:
+    from datetime import UTC, datetime
+
+    from zapstream.analytics.period import InvalidPeriod, parse_period
+
+    try:
+        return parse_period(from_, to, datetime.now(UTC))
+    except InvalidPeriod as exc:
+        typer.echo(f"error: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
+
+
+FromOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="Start: ISO time (UTC unless a zone is given) or a span back, e.g. 7d."),
+]
+ToOpt = Annotated[str | None, typer.Option("--to", help="End (excluded): ISO time or a span back; default now.")]
+
+
+@cli.command()
+def report(
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+) -> None:
+    """Conversation figures for a period (default: the last 7 days), from DuckDB."""
+    from zapstream.analytics.render import format_report
+    from zapstream.analytics.report import build_report
+    from zapstream.analytics.source import reader
+    from zapstream.db_query import QueryFailed
+
+    settings = load_settings()
+    period = _period(from_, to)
+    try:
+        with reader(settings) as r:
+            figures = build_report(r.query, period)
+    except QueryFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(figures, ensure_ascii=False, indent=2) if as_json else format_report(figures))
+
+
+@cli.command()
+def export(
+    table: Annotated[str | None, typer.Argument(help="The table to export (see docs/analytics.md)")] = None,
+    out: Annotated[str, typer.Option("--out", help="FILE.parquet, or a folder with --all")] = "",
+    all_tables: Annotated[bool, typer.Option("--all", help="Every table, one FILE per table, into --out")] = False,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+) -> None:
+    """Write a table (or every table) of the DuckDB file to Parquet."""
+    from pathlib import Path
+
+    from zapstream.analytics.export import ExportFailed, export_all, export_table
+    from zapstream.analytics.source import reader
+    from zapstream.db_query import QueryFailed
+
+    if not out or (table is None) == (not all_tables):
+        typer.echo("usage: zapstream export TABLE --out FILE.parquet | zapstream export --all --out DIR", err=True)
+        raise typer.Exit(2)
+    period = _period(from_, to) if from_ or to else None
+    settings = load_settings()
+    try:
+        with reader(settings) as r:
+            if all_tables:
+                done = export_all(r, Path(out), period)
+            else:
+                assert table is not None
+                done = [export_table(r, table, Path(out), period)]
+    except ExportFailed as exc:
+        typer.echo(f"error: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
+    except QueryFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for item in done:
+        typer.echo(f"{item.table}: {item.rows} rows -> {item.path}")
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ configuration; `Settings.dev_defaults_in_use()` says which are still in force.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 - a documented dev default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
 DEV_PHONE_NUMBER_ID = "100000000000001"
+DEV_HELPDESK_SECRET = "dev-helpdesk-secret"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -83,6 +85,26 @@ class Settings(BaseSettings):
     """Bearer token of the admin endpoints (`/handoffs`, `/search`, `/dashboard`).
     Unset: those endpoints answer 403, except the dashboard in development."""
 
+    # --- Handoff -------------------------------------------------------------------
+    helpdesk_webhook_url: str | None = None
+    """Where an opened handoff is POSTed as signed JSON (`X-Zapstream-Signature`).
+    Unset: handoffs still silence the bot and are listed by `GET /handoffs`, but no
+    helpdesk is notified."""
+    helpdesk_secret: SecretStr = SecretStr(DEV_HELPDESK_SECRET)
+    """HMAC-SHA256 key of `X-Zapstream-Signature: sha256=<hex>` on helpdesk posts."""
+    handoff_renotify_s: float = Field(default=15 * 60, ge=0)
+    """A handoff still open this long after it opened is notified once more (0: never)."""
+    handoff_expire_s: float = Field(default=24 * 3600, ge=0)
+    """A handoff nobody released ends this long after it opened, at the user's next
+    message (the bot answers again); 0: only a release ends it."""
+    handoff_notify_max_attempts: int = Field(default=6, ge=1)
+    """Posts to the helpdesk per notification before it is dead-lettered."""
+    handoff_notify_backoff_base_s: float = Field(default=0.5, gt=0)
+    handoff_notify_backoff_cap_s: float = Field(default=30.0, gt=0)
+    """Exponential backoff with jitter between posts (a Retry-After answer wins, capped)."""
+    handoff_notify_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout of one post to the helpdesk."""
+
     # --- Sink ---------------------------------------------------------------------
     duckdb_path: Path | None = None
     """Default: <DATA_DIR>/zapstream.duckdb."""
@@ -91,11 +113,26 @@ class Settings(BaseSettings):
     sink_web_port: int = 6067
     """The sink worker's HTTP port; `zapstream db` queries through it while the sink
     holds the DuckDB file."""
+    sink_web_host: str = "127.0.0.1"
+    """Where the sink's HTTP port listens. Loopback by default: `/query` runs read-only
+    SQL over every row. Compose sets 0.0.0.0 inside its private network."""
+    sink_url: str | None = None
+    """Where other processes (the API, `zapstream db/report/export`) reach the sink.
+    Default: http://127.0.0.1:<SINK_WEB_PORT>; Compose: http://sink:6067."""
 
     # --- Workers and the supervisor ----------------------------------------------
     app_id: str = "zapstream"
     workers: int = Field(default=1, ge=1)
     worker_web_port: int = 6066
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    """Where the worker keeps its tables. `rocksdb`: on local disk under
+    DATA_DIR/faust/<WORKER_SLOT>, so a restarted worker replays only the changelog it
+    missed and memory stays flat however many users there are. `memory`: in RAM,
+    replayed from the changelog at every start (about 1.1 KB per user)."""
+    worker_slot: str | None = None
+    """Names the worker's local table folder (`zapstream up` sets worker1, worker2...).
+    Unset: `worker`; a second worker started on the same DATA_DIR while that folder is
+    in use takes a temporary folder of its own instead (removed when it stops)."""
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8088
 
@@ -129,6 +166,21 @@ class Settings(BaseSettings):
     service_window_margin_s: float = Field(default=60, ge=0)
     max_in_flight: int = Field(default=1000, ge=1)
     """Events one worker handles concurrently (across users; one at a time per user)."""
+
+    # --- Re-engagement --------------------------------------------------------------
+    reengage_after_s: float = Field(default=0.0, ge=0)
+    """Send one message to a user quiet this long since their last message (once per
+    quiet period). 0 turns re-engagement off (the default: messaging customers who
+    did not write is a business decision). 82800 (23 h) reaches them while the
+    24-hour window is still open, so the free-form REENGAGE_TEXT can go."""
+    reengage_text: str = "Oi! Ainda posso ajudar com algo? É só responder esta mensagem."
+    """The free-form message, sent while the 24-hour customer-service window is open."""
+    reengage_template: str | None = None
+    """An approved template sent when the window has closed; unset: nothing is sent
+    outside the window."""
+    reengage_template_language: str = "pt_BR"
+    reengage_scan_interval_s: float = Field(default=30.0, gt=0)
+    """How often each worker looks for quiet users among the partitions it owns."""
 
     # --- Sender (Graph API) ---------------------------------------------------------
     send_rate_per_s: float = Field(default=80, gt=0)
@@ -189,6 +241,10 @@ class Settings(BaseSettings):
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
 
     @property
+    def resolved_sink_url(self) -> str:
+        return (self.sink_url or f"http://127.0.0.1:{self.sink_web_port}").rstrip("/")
+
+    @property
     def webhook_url(self) -> str:
         if self.webhook_public_url:
             return self.webhook_public_url
@@ -201,9 +257,40 @@ class Settings(BaseSettings):
             "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
             "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
         }
+        if self.helpdesk_webhook_url:
+            dev["HELPDESK_SECRET"] = (self.helpdesk_secret, DEV_HELPDESK_SECRET)
         return [
             name for name, (value, default) in dev.items() if value.get_secret_value() == default
         ]
+
+    def production_problems(self, uses: Iterable[str]) -> list[str]:
+        """With ENV=production, why a process that uses the secrets named in `uses`
+        (environment variable names) must not start: one line per secret that is
+        missing or still a development default, naming it, never its value. Empty in
+        development, or when all is well. HELPDESK_SECRET counts only while
+        HELPDESK_WEBHOOK_URL is set."""
+        if self.env != "production":
+            return []
+        secrets: dict[str, tuple[SecretStr | None, str | None]] = {
+            "WHATSAPP_APP_SECRET": (self.whatsapp_app_secret, DEV_APP_SECRET),
+            "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
+            "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
+            "ADMIN_TOKEN": (self.admin_token, None),
+            "HELPDESK_SECRET": (self.helpdesk_secret, DEV_HELPDESK_SECRET),
+        }
+        problems = []
+        for name in uses:
+            if name not in secrets:
+                raise ValueError(f"unknown secret {name!r}")
+            if name == "HELPDESK_SECRET" and not self.helpdesk_webhook_url:
+                continue
+            value, dev = secrets[name]
+            given = value.get_secret_value() if value is not None else ""
+            if not given.strip():
+                problems.append(f"{name} is not set")
+            elif dev is not None and given == dev:
+                problems.append(f"{name} is still the development default")
+        return problems
 
     def with_bootstrap(self, bootstrap: str) -> Settings:
         """A copy pointing at a broker the supervisor (or a test) has just started."""

@@ -36,6 +36,7 @@ WATCHED = [  # topics a replay must never add to
     f"{PREFIX}.outbound.high.v1",
     f"{PREFIX}.outbound.low.v1",
     f"{PREFIX}.handoffs.v1",
+    f"{PREFIX}.reengagements.v1",
     f"{PREFIX}.embeddings.requested.v1",
     f"{PREFIX}.turns.decided.v1",
     f"{PREFIX}.outbound.results.v1",

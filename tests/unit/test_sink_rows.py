@@ -20,7 +20,9 @@ from pydantic import BaseModel
 
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
+from schemas.handoff import HandoffEvent
 from schemas.processing import ProcessingDeadLetter
+from schemas.reengagement import Reengagement
 from schemas.replay import ReplayDecided, ReplayRunFinished
 from schemas.topics import Topics
 from sinks import wire
@@ -87,6 +89,38 @@ def samples() -> list[tuple[str, bytes]]:
             ),
         )
     )
+    out.append(
+        (
+            "HandoffEvent",
+            encode(
+                HandoffEvent(
+                    event_id="hnd_1:opened",
+                    event="opened",
+                    handoff_id="hnd_1",
+                    user_id="5511987654321",
+                    at=received,
+                    wa_id="5511987654321",
+                    reason="asked",
+                    source="engine",
+                    turn_id="t1",
+                    text="quero falar com um atendente",
+                    opened_at=received,
+                )
+            ),
+        )
+    )
+    for event, returned in (("sent", None), ("returned", received)):
+        reengaged = Reengagement(
+            event=event,  # type: ignore[arg-type]
+            reengagement_id="reng_1",
+            user_id="5511987654321",
+            quiet_since=datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC),
+            sent_at=datetime(2026, 11, 26, 11, 0, 0, tzinfo=UTC),
+            kind="text",
+            outbound_id="out_1",
+            returned_at=returned,
+        )
+        out.append(("Reengagement", encode(reengaged)))
     out.append(
         (
             "ReplayDecided",
@@ -263,6 +297,7 @@ DERIVED: dict[str, set[str]] = {
     "statuses": {"error_code", "error_title"},
     "turns": {"message_count"},
     "processing_dead_letters": {"value"},
+    "handoff_events": {"event_at"},
 }
 
 
