@@ -68,6 +68,8 @@ class Part:
     turns: int = 0
     duplicates: int = 0
     published: int = 0
+    cpu_s: float = 0.0
+    """CPU seconds of the process(es) that did the work, start-up excluded."""
     diff: Diff | None = None
 
     def merge(self, other: Part) -> None:
@@ -79,6 +81,7 @@ class Part:
         self.turns += other.turns
         self.duplicates += other.duplicates
         self.published += other.published
+        self.cpu_s += other.cpu_s
         if self.diff is not None and other.diff is not None:
             self.diff.merge(other.diff)
 
@@ -122,6 +125,7 @@ class Report:
             "originals": self.originals,
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(self.rate, 1),
+            "cpu_s": round(p.cpu_s, 3),
             "diff": p.diff.to_dict() if p.diff is not None else None,
         }
 
@@ -265,6 +269,7 @@ class Job:
     dry_run: bool
 
     async def run_job(self, ranges: list[OffsetRange], advance: Callable[[int], None]) -> Part:
+        cpu_started = time.process_time()
         settings = self.settings
         part = Part(diff=Diff(self.originals, max_samples=self.samples) if self.with_diff else None)
         engine = load_engine(settings.engine, **settings.model_dump())
@@ -331,6 +336,7 @@ class Job:
                 await publisher.stop()
             await engine.aclose()
         part.turns, part.duplicates = replayer.turns, replayer.duplicates
+        part.cpu_s = time.process_time() - cpu_started
         return part
 
 
