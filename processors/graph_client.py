@@ -20,7 +20,7 @@ import httpx
 
 from processors.retry_policy import classify
 from schemas.outbound import OutboundMessage
-from zapstream.errors import GraphError, GraphPermanentError
+from zapstream.errors import GraphError, GraphPermanentError, ReplayRefused
 from zapstream.log import mask_phone
 from zapstream.settings import Settings
 
@@ -187,6 +187,8 @@ class GraphClient:
 
     async def send(self, message: OutboundMessage) -> SendOutcome:
         """One attempt to send `message`. Raises the classified GraphError."""
+        if message.replay is not None:  # the last line before the network
+            raise ReplayRefused(message.outbound_id, message.replay)
         body = build_message_body(message)
         phone_number_id = message.phone_number_id or self._default_phone_number_id
         url = f"{self._base}/{phone_number_id}/messages"

@@ -121,7 +121,7 @@ def turn(messages: int, engine_seconds: float) -> None:
 # --- send: Graph API --------------------------------------------------------------------------
 _sends = _counter(
     "zapstream_sends_total",
-    "Outbound messages finished, by outcome (sent | dead_lettered | skipped_duplicate)",
+    "Outbound messages finished, by outcome (sent | dead_lettered | skipped_duplicate | refused)",
     ("outcome",),
 )
 sends = PerLabel(_sends)

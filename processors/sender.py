@@ -24,7 +24,7 @@ from processors.graph_client import GraphClient
 from processors.rate_limit import RecipientPacer, TokenBucket
 from processors.retry_policy import RetryPolicy
 from schemas.outbound import DeadLetter, OutboundMessage, SendResult
-from zapstream.errors import GraphError, GraphRateLimited
+from zapstream.errors import GraphError, GraphRateLimited, ReplayRefused
 from zapstream.settings import Settings
 
 
@@ -124,7 +124,9 @@ class Sender:
 
     async def deliver(self, msg: OutboundMessage) -> Delivery:
         started = time.perf_counter()
-        if msg.priority == "low":
+        if msg.replay is not None:
+            delivery = self._refused(msg, ReplayRefused(msg.outbound_id, msg.replay))
+        elif msg.priority == "low":
             async with self._low:
                 delivery = await self._deliver(msg)
         else:
@@ -174,6 +176,20 @@ class Sender:
                     sent_at=self.wall(),
                 )
             )
+
+    def _refused(self, msg: OutboundMessage, err: ReplayRefused) -> Delivery:
+        """Never sent, not retried, not dead-lettered: recorded as `refused`."""
+        return Delivery(
+            SendResult(
+                outbound_id=msg.outbound_id,
+                user_id=msg.user_id,
+                turn_id=msg.turn_id,
+                outcome="refused",
+                attempts=0,
+                error_reason=str(err)[:500],
+                sent_at=self.wall(),
+            )
+        )
 
     def _penalize(self, msg: OutboundMessage, err: GraphError) -> None:
         if not isinstance(err, GraphRateLimited):

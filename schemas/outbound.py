@@ -20,7 +20,7 @@ from pydantic import Field
 from schemas.events import Event
 
 OutboundKind = Literal["text", "interactive", "template", "media", "mark_read"]
-SendOutcomeKind = Literal["sent", "dead_lettered", "skipped_duplicate"]
+SendOutcomeKind = Literal["sent", "dead_lettered", "skipped_duplicate", "refused"]
 
 
 def outbound_id_for(turn_id: str, index: int = 0) -> str:
@@ -58,6 +58,9 @@ class OutboundMessage(Event):
     """Past this instant the reply is stale: the sender drops it rather than send."""
     attempt: int = Field(default=0, ge=0)
     """Attempts already made (0 before the first send)."""
+    replay: str | None = None
+    """The replay run that made it (`zapstream replay`), None for live messages. The
+    sender refuses every marked message (`ReplayRefused`): a replay never messages anyone."""
 
     @property
     def key(self) -> str:

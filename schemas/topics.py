@@ -31,6 +31,8 @@ class Topics:
     embedding_vectors: str
     """Vectors (`schemas.embeddings.EmbeddingComputed`): embedder → sink."""
     reengagements: str
+    replay_decisions: str
+    replay_runs: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -49,6 +51,8 @@ class Topics:
             processing_dead_letters=f"{p}.processing.deadletters.v1",
             embedding_vectors=f"{p}.embeddings.vectors.v1",
             reengagements=f"{p}.reengagements.v1",
+            replay_decisions=f"{p}.replay.decisions.v1",
+            replay_runs=f"{p}.replay.runs.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -71,8 +75,12 @@ class Topics:
             self.processing_dead_letters,
             self.embedding_vectors,
             self.reengagements,
+            self.replay_decisions,
         ]
-        return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
+        return [TopicSpec(t, n) for t in keyed] + [
+            TopicSpec(self.unrecognized, 1),
+            TopicSpec(self.replay_runs, 1),  # keyed by run id: a few records per replay
+        ]
 
 
 # Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):

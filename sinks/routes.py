@@ -14,7 +14,16 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, embeddings, events, handoff, outbound, processing, reengagement
+from schemas import (
+    conversation,
+    embeddings,
+    events,
+    handoff,
+    outbound,
+    processing,
+    reengagement,
+    replay,
+)
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -103,5 +112,13 @@ def routes(topics: Topics) -> dict[str, Route]:
             reengagement.Reengagement,
             wire.Reengagement,
             ("reengagements", rows.reengagement_row),
+        ),
+        topics.replay_decisions: route(
+            replay.ReplayDecided,
+            wire.ReplayDecided,
+            ("replay_decisions", rows.replay_decision_row),
+        ),
+        topics.replay_runs: route(
+            replay.ReplayRunFinished, wire.ReplayRunFinished, ("replay_runs", rows.replay_run_row)
         ),
     }

@@ -211,3 +211,34 @@ def reengagement_row(r: Any) -> Row:
         r.outbound_id,
         r.returned_at,
     )
+
+
+def replay_decision_row(d: Any) -> Row:
+    return (
+        d.run_id,
+        d.turn_id,
+        d.user_id,
+        d.engine,
+        d.engine_version,
+        d.intent,
+        json_text(d.actions),
+        json_text(d.dropped),
+        json_text(d.message_ids),
+        d.original_intent,
+        d.decided_at,
+    )
+
+
+def replay_run_row(r: Any) -> Row:
+    return (
+        r.run_id,
+        r.started_at,
+        r.finished_at,
+        r.engine,
+        r.engine_version,
+        r.topic,
+        json_text(r.selection),
+        r.events,
+        r.turns,
+        r.changed,
+    )

@@ -276,6 +276,45 @@ REENGAGEMENTS = _spec(
     latest_by=("returned_at",),
 )
 
+# Replays (`zapstream replay`): decisions the current engine makes over a slice of
+# history, never sent; keyed by (run, turn) so the same replay twice adds nothing.
+REPLAY_DECISIONS = _spec(
+    "replay_decisions",
+    [
+        ("run_id", pa.string()),
+        ("turn_id", pa.string()),
+        ("user_id", pa.string()),
+        ("engine", pa.string()),
+        ("engine_version", pa.string()),
+        ("intent", pa.string()),
+        ("actions", pa.string()),
+        ("dropped", pa.string()),
+        ("message_ids", pa.string()),
+        ("original_intent", pa.string()),
+        ("decided_at", TS),
+    ],
+    key=("run_id", "turn_id"),
+    json_columns=("actions", "dropped", "message_ids"),
+)
+
+REPLAY_RUNS = _spec(
+    "replay_runs",
+    [
+        ("run_id", pa.string()),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("engine", pa.string()),
+        ("engine_version", pa.string()),
+        ("topic", pa.string()),
+        ("selection", pa.string()),
+        ("events", pa.int64()),
+        ("turns", pa.int64()),
+        ("changed", pa.int64()),
+    ],
+    key=("run_id",),
+    json_columns=("selection",),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -322,5 +361,7 @@ TABLES: dict[str, TableSpec] = {
         REENGAGEMENTS,
         SINK_DEAD_LETTERS,
         EMBEDDINGS,
+        REPLAY_DECISIONS,
+        REPLAY_RUNS,
     )
 }

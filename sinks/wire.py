@@ -204,6 +204,7 @@ class OutboundMessage(Event, kw_only=True):
     created_at: datetime
     not_after: datetime | None = None
     attempt: NonNegative = 0
+    replay: str | None = None
 
 
 class SendResult(Event, kw_only=True):
@@ -211,7 +212,7 @@ class SendResult(Event, kw_only=True):
     user_id: str
     turn_id: str | None = None
     wamid: str | None = None
-    outcome: Literal["sent", "dead_lettered", "skipped_duplicate"]
+    outcome: Literal["sent", "dead_lettered", "skipped_duplicate", "refused"]
     attempts: NonNegative
     status_code: int | None = None
     error_code: int | None = None
@@ -298,3 +299,33 @@ class Reengagement(Event, kw_only=True):
     kind: Literal["text", "template"]
     outbound_id: str
     returned_at: datetime | None = None
+
+
+# --- schemas.replay -------------------------------------------------------------------
+
+
+class ReplayDecided(Event, kw_only=True):
+    run_id: str
+    turn_id: str
+    user_id: str
+    engine: str
+    engine_version: str
+    intent: str
+    actions: list[dict[str, Any]]
+    dropped: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    message_ids: list[str] = msgspec.field(default_factory=list)
+    original_intent: str | None = None
+    decided_at: datetime
+
+
+class ReplayRunFinished(Event, kw_only=True):
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    engine: str
+    engine_version: str
+    topic: str
+    selection: dict[str, Any]
+    events: int
+    turns: int
+    changed: int | None = None

@@ -322,6 +322,113 @@ def search(
     typer.echo(format_table(["score", "at", "user", "text", "message_id"], rows, max_width=60))
 
 
+@cli.command()
+def replay(
+    from_: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Slice start, included: ISO 8601 (UTC if no zone) or 30m, 2h, 1d ago."
+        ),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="Slice end, excluded: ISO 8601 or 30m, 2h, 1d ago.")
+    ] = None,
+    offsets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--offsets",
+            help="P:A-B = partition P, offsets A (included) to B (excluded); P:A- to the end; "
+            "P the whole partition. Repeatable; with --from/--to they intersect.",
+        ),
+    ] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", help="Only this user (wa_id or BSUID); repeatable."),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="Source topic (default: the inbound topic).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what the slice holds.")
+    ] = False,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Compare with the live decisions (DuckDB turns).")
+    ] = False,
+    samples: Annotated[int, typer.Option(help="Changed turns shown by --diff.")] = 5,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(help="Processes, each with some of the partitions (0: one per CPU core)."),
+    ] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Re-decide a slice of inbound history with the current engine; never sends anything.
+
+    Decisions go to replay_decisions (and the run to replay_runs) through the sink.
+    Exit 1: unknown topic, slice no longer retained, empty selection, broker down;
+    exit 2: a flag that does not parse.
+    """
+    import asyncio
+    import os
+    import sys
+    from datetime import UTC, datetime
+
+    from processors.replay.run import replay as run_replay
+    from processors.replay.selection import (
+        BadSelection,
+        Selection,
+        SelectionError,
+        parse_offsets,
+        parse_time,
+    )
+    from schemas.topics import Topics
+
+    settings = load_settings()
+    now = datetime.now(UTC)
+    try:
+        selection = Selection(
+            topic=topic or Topics.from_settings(settings).inbound,
+            since=parse_time(from_, now) if from_ else None,
+            until=parse_time(to, now) if to else None,
+            offsets=tuple(parse_offsets(o) for o in offsets or ()),
+            users=tuple(user or ()),
+        )
+    except BadSelection as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    show = sys.stderr.isatty() if progress is None else progress
+    with exit_on_broker_errors():
+        from zapstream.kafka_diagnosis import check_broker_sync
+
+        check_broker_sync(settings.require_bootstrap(), fail_on_outage=True)
+        try:
+            report = asyncio.run(
+                run_replay(
+                    settings,
+                    selection,
+                    dry_run=dry_run,
+                    with_diff=diff,
+                    samples=samples,
+                    progress=show,
+                    jobs=jobs if jobs > 0 else (os.cpu_count() or 1),
+                    warn=lambda line: typer.echo(f"warning: {line}", err=True),
+                )
+            )
+        except BadSelection as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except SelectionError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=str))
+    else:
+        typer.echo(report.render())
+
+
 def _period(from_: str | None, to: str | None) -> Period:
     from datetime import UTC, datetime
 

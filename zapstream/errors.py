@@ -21,6 +21,7 @@
         ├── InvalidPayload          a body that is not JSON, or an event that does not decode
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
         ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
+        ├── ReplayRefused           an outbound message marked as a replay's: never sent
         ├── GraphPermanentError     Graph API error that retrying cannot fix
         └── HelpdeskRefused         the helpdesk refused a notification (another 4xx)
 
@@ -144,6 +145,16 @@ class RowNotLoadable(PermanentError):
         super().__init__(f"{table}: {reason}")
         self.table = table
         self.reason = reason
+
+
+class ReplayRefused(PermanentError):
+    """The sender was handed a message a replay made (`OutboundMessage.replay` set):
+    refused, recorded as `refused`, never sent."""
+
+    def __init__(self, outbound_id: str, run_id: str) -> None:
+        super().__init__(f"replay {run_id}: outbound {outbound_id} refused (a replay never sends)")
+        self.outbound_id = outbound_id
+        self.run_id = run_id
 
 
 class GraphError(ZapstreamError):

@@ -23,6 +23,7 @@ from schemas.codec import decode, encode
 from schemas.handoff import HandoffEvent
 from schemas.processing import ProcessingDeadLetter
 from schemas.reengagement import Reengagement
+from schemas.replay import ReplayDecided, ReplayRunFinished
 from schemas.topics import Topics
 from sinks import wire
 from sinks.routes import Route, routes
@@ -121,6 +122,43 @@ def samples() -> list[tuple[str, bytes]]:
             returned_at=returned,
         )
         out.append(("Reengagement", encode(reengaged)))
+    out.append(
+        (
+            "ReplayDecided",
+            encode(
+                ReplayDecided(
+                    run_id="replay-1",
+                    turn_id="turn-1",
+                    user_id="5511987654321",
+                    engine="playbook",
+                    engine_version="abc",
+                    intent="greeting",
+                    actions=[{"action": "send_text", "text": "olá"}],
+                    message_ids=["wamid.1"],
+                    original_intent="fallback",
+                    decided_at=received,
+                )
+            ),
+        )
+    )
+    out.append(
+        (
+            "ReplayRunFinished",
+            encode(
+                ReplayRunFinished(
+                    run_id="replay-1",
+                    started_at=received,
+                    finished_at=received,
+                    engine="playbook",
+                    engine_version="abc",
+                    topic="zapstream.messages.inbound.v1",
+                    selection={"from": None, "ranges": ["0:0-10"]},
+                    events=10,
+                    turns=4,
+                )
+            ),
+        )
+    )
     return out
 
 
