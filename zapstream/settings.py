@@ -144,11 +144,13 @@ class Settings(BaseSettings):
     app_id: str = "zapstream"
     workers: int = Field(default=1, ge=1)
     worker_web_port: int = 6066
-    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    table_store: Literal["auto", "rocksdb", "memory"] = "auto"
     """Where the worker keeps its tables. `rocksdb`: on local disk under
     DATA_DIR/faust/<WORKER_SLOT>, so a restarted worker replays only the changelog it
     missed and memory stays flat however many users there are. `memory`: in RAM,
-    replayed from the changelog at every start (about 1.1 KB per user)."""
+    replayed from the changelog at every start (about 1.1 KB per user). `auto`:
+    `rocksdb` on Apache Kafka, `memory` on Tansu (the embedded broker keeps nothing
+    across its restarts, and its end offsets, which Faust's recovery trusts, are wrong)."""
     worker_slot: str | None = None
     """Names the worker's local table folder (`zapstream up` sets worker1, worker2...).
     Unset: `worker`; a second worker started on the same DATA_DIR while that folder is

@@ -19,9 +19,11 @@ from typing import Any
 import faust
 
 from zapstream.errors import ConfigurationError
+from zapstream.kafka_clients import detect_idempotence
 from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging, install_masking_everywhere
 from zapstream.log_throttle import throttle_library_logs
+from zapstream.run_sync import run_sync
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream")
@@ -102,6 +104,20 @@ def require_free_port(setting: str, port: int, host: str = "127.0.0.1") -> None:
             ) from exc
 
 
+def resolve_table_store(settings: Settings) -> str:
+    """TABLE_STORE=auto: RocksDB where the broker keeps the changelog for good and
+    answers end offsets right (Apache Kafka, which hands out producer ids), memory on
+    Tansu. A local RocksDB folder whose stored changelog offsets a fresh Tansu does not
+    have would stop Faust's recovery (ConsistencyError), and Tansu's end offsets are
+    wrong when a producer batched records (see shared/README.md)."""
+    if settings.table_store != "auto":
+        return settings.table_store
+    kafka = run_sync(detect_idempotence(settings.require_bootstrap()))
+    store = "rocksdb" if kafka else "memory"
+    log.info("TABLE_STORE=auto: %s (%s)", store, "Apache Kafka" if kafka else "Tansu")
+    return store
+
+
 def run_worker(settings: Settings) -> None:
     from processors import metrics
     from processors.agents import register_agents
@@ -112,6 +128,7 @@ def run_worker(settings: Settings) -> None:
     check_broker_sync(settings.require_bootstrap())
     require_free_port("WORKER_WEB_PORT", settings.worker_web_port)
     use_event_loop(settings)
+    settings = settings.model_copy(update={"table_store": resolve_table_store(settings)})
     app = create_faust_app(
         settings,
         app_id=settings.app_id,
