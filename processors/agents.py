@@ -35,6 +35,7 @@ from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
 from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
+from processors.media.agent import register_media
 from processors.outbound import to_outbound
 from processors.sender import Sender, share_of_partitions
 from processors.tables import Sweeper, durable_set, header, raw_table, unwrap, wrap
@@ -160,6 +161,7 @@ def register_agents(app: faust.App, settings: Settings) -> Worker:
     _register_converse(worker)
     _register_senders(worker)
     _register_housekeeping(worker)
+    register_media(worker, lane_agent)
     return worker
 
 

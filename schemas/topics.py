@@ -27,6 +27,7 @@ class Topics:
     handoffs: str
     embeddings: str
     processing_dead_letters: str
+    media: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -43,6 +44,7 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            media=f"{p}.media.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -63,6 +65,7 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.media,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, outbound, processing
+from schemas import conversation, events, media, outbound, processing
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -91,4 +91,5 @@ def routes(topics: Topics) -> dict[str, Route]:
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
         ),
+        topics.media: route(media.MediaFetched, wire.MediaFetched, ("media", rows.media_row)),
     }

@@ -175,3 +175,21 @@ def processing_dead_letter_row(d: Any) -> Row:
         d.value_b64,
         d.failed_at,
     )
+
+
+def media_row(m: Any) -> Row:
+    return (
+        m.media_id,
+        m.message_id,
+        m.user_id,
+        m.mime_type,
+        m.size_bytes,
+        m.sha256,
+        m.path,
+        m.status,
+        m.reason,
+        m.fetched_at,
+        m.media_type,
+        m.filename,
+        m.attempts,
+    )

@@ -205,6 +205,31 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+# One row per inbound media id: the latest report of the media agent wins (a
+# `failed` media stored on a later delivery becomes `stored`; a re-report of a stored
+# file carries the file's own time, so it changes nothing). `path` is relative to
+# MEDIA_DIR.
+MEDIA = _spec(
+    "media",
+    [
+        ("media_id", pa.string()),
+        ("message_id", pa.string()),
+        ("user_id", pa.string()),
+        ("mime_type", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("path", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("fetched_at", TS),
+        ("media_type", pa.string()),
+        ("filename", pa.string()),
+        ("attempts", pa.int32()),
+    ],
+    key=("media_id",),
+    latest_by=("fetched_at",),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -248,5 +273,6 @@ TABLES: dict[str, TableSpec] = {
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
         SINK_DEAD_LETTERS,
+        MEDIA,
     )
 }

@@ -246,3 +246,23 @@ class ProcessingDeadLetter(Event, kw_only=True):
     attempts: NonNegative = 1
     value_b64: str
     failed_at: datetime
+
+
+# --- schemas.media -------------------------------------------------------------------------
+
+
+class MediaFetched(Event, kw_only=True):
+    media_id: str
+    message_id: str
+    user_id: str
+    phone_number_id: str | None = None
+    media_type: str
+    status: Literal["stored", "refused", "failed"]
+    mime_type: str | None = None
+    size_bytes: NonNegative | None = None
+    sha256: str | None = None
+    path: str | None = None
+    filename: str | None = None
+    reason: str | None = None
+    attempts: NonNegative = 0
+    fetched_at: datetime

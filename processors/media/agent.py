@@ -1,0 +1,218 @@
+"""The worker's `media` agent: every inbound media message → its bytes under MEDIA_DIR
+and one report on `{prefix}.media.v1` (→ the sink's `media` table).
+
+It reads the inbound topic beside `converse` (its own stream and lanes over the same
+records: one user's media in order, users concurrently; a slow download delays only
+that user's media, never a reply). Ticks, control records and messages without media
+are passed over; a record that does not decode is left to `converse`, which
+dead-letters it once.
+
+Once per media id in effect: bytes are stored under their sha256, which the webhook
+already gives, so a redelivered or replayed message whose file exists is reported
+again (same row: the sink keeps one per media id) with no Graph call at all. Where the
+webhook gave no sha256, the lookup's sha256 is checked the same way before any
+download. Outcomes:
+- stored: downloaded (or found), sha256 verified;
+- refused: over MEDIA_MAX_BYTES (Graph's `file_size`, the download's Content-Length, or
+  the bytes counted so far), never retried, no file;
+- failed: Graph's 4xx, or 5xx/429/timeouts/bad transfers still failing after
+  MEDIA_FETCH_MAX_ATTEMPTS / MEDIA_FETCH_MAX_ELAPSED_S (backoff with jitter, Retry-After
+  honoured: `retry_policy.RetryPolicy`); the record also goes to the processing dead
+  letters with the reason (`MediaFetchFailed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from processors.media.fetch import MediaClient, fetch_once
+from processors.media.jobs import MediaJob, media_event, media_job, valid_media_id
+from processors.media.store import MediaStore
+from processors.retry_policy import RetryPolicy
+from processors.ticker import tick_time
+from schemas.codec import decode, encode
+from schemas.control import is_control
+from schemas.events import MessageReceived
+from schemas.media import MediaFetched
+from zapstream.errors import (
+    GraphError,
+    GraphTransientError,
+    InvalidPayload,
+    MediaFetchFailed,
+    MediaIntegrityError,
+    MediaTooLarge,
+)
+from zapstream.log import mask_phone
+from zapstream.settings import Settings
+
+if TYPE_CHECKING:
+    from processors.agents import Worker
+
+log = logging.getLogger("zapstream.media")
+
+LaneAgent = Callable[[Any, Any, str, Callable[[Any], Awaitable[None]], int], None]
+"""`processors.agents.lane_agent`, passed in (agents.py imports this module)."""
+
+NO_MEDIA = b'"media":null'
+"""Our encoder writes this for every message without media: those records are passed
+over without decoding (most of the traffic is text). The bytes cannot occur inside
+a JSON string, where the quotes would be escaped."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    base = settings.media_fetch_backoff_base_s
+    return RetryPolicy(
+        max_attempts=settings.media_fetch_max_attempts,
+        base=base,
+        cap=max(settings.media_fetch_backoff_cap_s, base),
+        max_elapsed=settings.media_fetch_max_elapsed_s,
+        pair_rate_delay=0.0,
+    )
+
+
+class MediaFetcher:
+    """Resolves one media job to its report, with retries. I/O only at its edges
+    (`MediaClient`, `MediaStore`); created in the worker's event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: MediaClient,
+        store: MediaStore,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.limit = settings.media_max_bytes
+        self.client = client
+        self.store = store
+        self.policy = retry_policy(settings)
+        self.rng = rng or random.Random()  # noqa: S311 - backoff jitter
+        self.sleep = sleep
+        self.slots = asyncio.Semaphore(settings.media_concurrency)
+
+    async def resolve(self, job: MediaJob) -> tuple[MediaFetched, bool]:
+        """The report of `job`, and for a `failed` one whether its cause was transient
+        (retries spent: replaying it later may succeed)."""
+        if job.sha256 is not None and (found := self.store.find(job.sha256)) is not None:
+            stored = media_event(
+                job, "stored", at=found.stored_at, size_bytes=found.size, sha256=found.sha256
+            )
+            return stored, False
+        if not valid_media_id(job.media_id):
+            return media_event(job, "failed", at=utcnow(), reason="not a Graph media id"), False
+        started, attempts = time.monotonic(), 0
+        while True:
+            attempts += 1
+            try:
+                async with self.slots:
+                    fetched = await fetch_once(job, self.client, self.store, self.limit)
+            except MediaTooLarge as exc:
+                refused = media_event(
+                    job,
+                    "refused",
+                    at=utcnow(),
+                    size_bytes=exc.size,
+                    reason=str(exc),
+                    attempts=attempts,
+                )
+                return refused, False
+            except (GraphError, MediaIntegrityError) as exc:
+                error = exc if isinstance(exc, GraphError) else GraphTransientError(str(exc))
+                elapsed = time.monotonic() - started
+                delay = self.policy.next_delay(
+                    error, attempts=attempts, elapsed=elapsed, rng=self.rng
+                )
+                if delay is None:
+                    failed = media_event(
+                        job, "failed", at=utcnow(), reason=str(exc), attempts=attempts
+                    )
+                    return failed, exc.retryable
+                log.warning(
+                    "media fetch attempt %d failed (%s); retrying in %.2fs",
+                    attempts,
+                    str(exc)[:200],
+                    delay,
+                    extra={"media_id": job.media_id},
+                )
+                await self.sleep(delay)
+                continue
+            stored_file = fetched.stored
+            report = media_event(
+                job,
+                "stored",
+                at=stored_file.stored_at,
+                mime_type=fetched.mime_type,
+                size_bytes=stored_file.size,
+                sha256=stored_file.sha256,
+                attempts=attempts,
+            )
+            return report, False
+
+
+def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
+    """The `media` agent over the inbound topic (nothing when MEDIA_ENABLED is false)."""
+    settings: Settings = worker.settings
+    if not settings.media_enabled:
+        return
+    app = worker.app
+    inbound = app.topic(worker.topics.inbound, key_serializer="raw", value_serializer="raw")
+    out = app.topic(worker.topics.media, key_serializer="raw", value_serializer="raw")
+    store = MediaStore(settings.resolved_media_dir)
+    fetcher: list[MediaFetcher] = []
+
+    def get_fetcher() -> MediaFetcher:
+        if not fetcher:  # created inside the worker's event loop
+            removed = store.prune_parts(time.time())
+            if removed:
+                log.info("removed %d unfinished media downloads left by a crash", removed)
+            fetcher.append(MediaFetcher(settings, MediaClient(settings), store))
+        return fetcher[0]
+
+    async def handle(event: Any) -> None:
+        value = event.value
+        if not value or NO_MEDIA in value or tick_time(value) is not None or is_control(value):
+            return
+        try:
+            message = decode(MessageReceived, value)
+        except InvalidPayload:
+            return  # converse dead-letters it
+        job = media_job(message)
+        if job is None:
+            return
+        report, transient = await get_fetcher().resolve(job)
+        pending = await out.send(key=job.user_id.encode(), value=encode(report))
+        await pending
+        level = logging.INFO if report.status == "stored" else logging.WARNING
+        log.log(
+            level,
+            "media %s",
+            report.status,
+            extra={
+                "media_id": job.media_id,
+                "message_id": job.message_id,
+                "wa_id": mask_phone(job.user_id),
+                "size_bytes": report.size_bytes,
+                "attempts": report.attempts,
+                "reason": report.reason,
+            },
+        )
+        if report.status == "failed":
+            raise MediaFetchFailed(
+                job.media_id,
+                report.reason or "failed",
+                attempts=report.attempts,
+                cause_retryable=transient,
+            )
+
+    lane_agent(worker, inbound, "media", handle, settings.max_in_flight)
