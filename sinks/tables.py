@@ -206,9 +206,10 @@ PROCESSING_DEAD_LETTERS = _spec(
 )
 
 # One row per inbound media id: the latest report of the media agent wins (a
-# `failed` media stored on a later delivery becomes `stored`; a re-report of a stored
-# file carries the file's own time, so it changes nothing). `path` is relative to
-# MEDIA_DIR.
+# `failed` media stored on a later delivery becomes `stored`). A re-report of a stored
+# file (a redelivered webhook) carries the file's own time and 0 attempts, so the
+# report of the download itself stays, in whatever order they arrive. `path` is
+# relative to MEDIA_DIR.
 MEDIA = _spec(
     "media",
     [
@@ -227,7 +228,7 @@ MEDIA = _spec(
         ("attempts", pa.int32()),
     ],
     key=("media_id",),
-    latest_by=("fetched_at",),
+    latest_by=("fetched_at", "attempts"),
 )
 
 # The sink's own bookkeeping: events it could not decode, and events it decoded but

@@ -60,9 +60,16 @@ LaneAgent = Callable[[Any, Any, str, Callable[[Any], Awaitable[None]], int], Non
 """`processors.agents.lane_agent`, passed in (agents.py imports this module)."""
 
 NO_MEDIA = b'"media":null'
-"""Our encoder writes this for every message without media: those records are passed
-over without decoding (most of the traffic is text). The bytes cannot occur inside
-a JSON string, where the quotes would be escaped."""
+
+
+def without_media(value: bytes) -> bool:
+    """True for a MessageReceived that our encoder wrote without media: most of the
+    traffic is text, and such records are passed over without decoding. The encoder
+    writes fields in their declared order, and only `text` (a string, whose quotes are
+    escaped) comes before `media`: the first `"media":` is the field itself, not a key
+    deep inside `raw` or `referral`."""
+    at = value.find(b'"media":')
+    return at >= 0 and value.startswith(NO_MEDIA, at)
 
 
 def utcnow() -> datetime:
@@ -181,7 +188,7 @@ def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
 
     async def handle(event: Any) -> None:
         value = event.value
-        if not value or NO_MEDIA in value or tick_time(value) is not None or is_control(value):
+        if not value or without_media(value) or tick_time(value) is not None or is_control(value):
             return
         try:
             message = decode(MessageReceived, value)
