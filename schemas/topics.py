@@ -28,6 +28,7 @@ class Topics:
     embeddings: str
     processing_dead_letters: str
     media: str
+    media_requested: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -45,6 +46,7 @@ class Topics:
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
             media=f"{p}.media.v1",
+            media_requested=f"{p}.media.requested.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -66,6 +68,7 @@ class Topics:
             self.embeddings,
             self.processing_dead_letters,
             self.media,
+            self.media_requested,
         ]
         return [TopicSpec(t, n) for t in keyed] + [TopicSpec(self.unrecognized, 1)]
 

@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     media_concurrency: int = Field(default=4, ge=1)
     """Media downloads in flight at once per worker (their own HTTP connections, never
     the sender's)."""
+    media_max_in_flight: int = Field(default=1000, ge=1)
+    """Media messages one worker holds at once (waiting for a download slot or a retry);
+    beyond it the media topic's partitions pause (replies are not affected)."""
     media_fetch_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of one Graph call, and of each read of a download (not of the whole file)."""
     media_fetch_max_attempts: int = Field(default=5, ge=1)

@@ -1,15 +1,21 @@
-"""The worker's `media` agent: every inbound media message → its bytes under MEDIA_DIR
+"""The worker's media agents: every inbound media message → its bytes under MEDIA_DIR
 and one report on `{prefix}.media.v1` (→ the sink's `media` table).
 
-It reads the inbound topic beside `converse` (its own stream and lanes over the same
-records: one user's media in order, users concurrently; a slow download delays only
-that user's media, never a reply). Ticks, control records and messages without media
-are passed over; a record that does not decode is left to `converse`, which
-dead-letters it once.
+    inbound ──media-pick──▶ media.requested ──media (Graph, MEDIA_DIR)──▶ media.v1
+
+`media-pick` reads the inbound topic beside `converse` and only forwards the records
+of media messages (as they are) to `{prefix}.media.requested.v1`: no I/O but one
+produce, so it never holds the inbound partitions. The downloads happen in `media`,
+over that topic: when Graph is slow or down, only that topic's partitions back up
+(Faust pauses a partition whose agent's buffer is full, and the inbound topic would
+pause `converse` with it), so a media backlog never delays a reply. Both run in
+per-user lanes (`processors.lanes`): one user's media in order, users concurrently,
+failures dead-lettered; ticks, control records and messages without media are passed
+over without decoding.
 
 Once per media id in effect: bytes are stored under their sha256, which the webhook
 already gives, so a redelivered or replayed message whose file exists is reported
-again (same row: the sink keeps one per media id) with no Graph call at all. Where the
+again (the sink keeps one row per media id) with no Graph call at all. Where the
 webhook gave no sha256, the lookup's sha256 is checked the same way before any
 download. Outcomes:
 - stored: downloaded (or found), sha256 verified;
@@ -167,14 +173,29 @@ class MediaFetcher:
             return report, False
 
 
+def media_request(value: bytes | None) -> MediaJob | None:
+    """The media job an inbound record asks for: None for ticks, control records,
+    messages without media and records that do not decode (converse dead-letters
+    those, once)."""
+    if not value or without_media(value) or tick_time(value) is not None or is_control(value):
+        return None
+    try:
+        return media_job(decode(MessageReceived, value))
+    except InvalidPayload:
+        return None
+
+
 def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
-    """The `media` agent over the inbound topic (nothing when MEDIA_ENABLED is false)."""
+    """The `media-pick` and `media` agents (nothing when MEDIA_ENABLED is false)."""
     settings: Settings = worker.settings
     if not settings.media_enabled:
         return
     app = worker.app
-    inbound = app.topic(worker.topics.inbound, key_serializer="raw", value_serializer="raw")
-    out = app.topic(worker.topics.media, key_serializer="raw", value_serializer="raw")
+
+    def raw(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    requests, reports = raw(worker.topics.media_requested), raw(worker.topics.media)
     store = MediaStore(settings.resolved_media_dir)
     fetcher: list[MediaFetcher] = []
 
@@ -186,20 +207,16 @@ def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
             fetcher.append(MediaFetcher(settings, MediaClient(settings), store))
         return fetcher[0]
 
-    async def handle(event: Any) -> None:
-        value = event.value
-        if not value or without_media(value) or tick_time(value) is not None or is_control(value):
-            return
-        try:
-            message = decode(MessageReceived, value)
-        except InvalidPayload:
-            return  # converse dead-letters it
-        job = media_job(message)
+    async def pick(event: Any) -> None:
+        if media_request(event.value) is not None:
+            await (await requests.send(key=event.key, value=event.value))
+
+    async def fetch(event: Any) -> None:
+        job = media_job(decode(MessageReceived, event.value))  # InvalidPayload: dead letter
         if job is None:
             return
         report, transient = await get_fetcher().resolve(job)
-        pending = await out.send(key=job.user_id.encode(), value=encode(report))
-        await pending
+        await (await reports.send(key=job.user_id.encode(), value=encode(report)))
         level = logging.INFO if report.status == "stored" else logging.WARNING
         log.log(
             level,
@@ -222,4 +239,5 @@ def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
                 cause_retryable=transient,
             )
 
-    lane_agent(worker, inbound, "media", handle, settings.max_in_flight)
+    lane_agent(worker, raw(worker.topics.inbound), "media-pick", pick, settings.max_in_flight)
+    lane_agent(worker, requests, "media", fetch, settings.media_max_in_flight)

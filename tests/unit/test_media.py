@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ingest.parse import parse_webhook
-from processors.media.agent import NO_MEDIA, MediaFetcher, without_media
+from processors.media.agent import NO_MEDIA, MediaFetcher, media_request, without_media
 from processors.media.fetch import MediaClient, MediaInfo, fetch_once
 from processors.media.jobs import (
     MediaJob,
@@ -29,7 +29,9 @@ from processors.media.jobs import (
     valid_media_id,
 )
 from processors.media.store import TMP, MediaStore
+from processors.ticker import tick_value
 from schemas.codec import encode
+from schemas.control import control_value
 from tests.support.events import message
 from zapstream.errors import (
     GraphPermanentError,
@@ -180,6 +182,23 @@ def test_a_message_without_media_is_recognised_without_decoding_it() -> None:
     )
     assert not without_media(encode(tricky))
     assert NO_MEDIA in encode(tricky)
+
+
+def test_only_media_messages_are_forwarded_for_fetching() -> None:
+    body = json.loads((FIXTURES / "message_image.json").read_bytes())
+    (image,) = parse_webhook(body, msg_time()).messages
+    forwarded = media_request(encode(image))
+    assert forwarded is not None
+    assert forwarded.media_id == "1003383421387256"
+    for value in (
+        encode(message(1)),
+        tick_value(1.0),
+        control_value("reengage", 1.0),
+        b"{not json",
+        b"",
+        None,
+    ):
+        assert media_request(value) is None
 
 
 def test_only_a_stored_report_has_a_path() -> None:
