@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import signal
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +179,42 @@ def test_an_unknown_media_id_fails_with_graphs_reason_and_is_dead_lettered(
     )
     assert letters[0][:2] == ("MediaFetchFailed", False)
     assert "Graph API error 100" in letters[0][2]
+
+
+def test_media_sent_while_the_worker_is_killed_are_all_stored_and_answered(
+    media_stack: Stack, sandbox: Sandbox
+) -> None:
+    """converse and the media agents read the same inbound records: a worker SIGKILL
+    mid-stream loses neither a reply nor a media file."""
+    users = [new_user() for _ in range(4)]
+    media: dict[str, bytes] = {}
+    plan: list[tuple[str, str]] = []
+    for user in users:
+        for _ in range(3):
+            content = os.urandom(3000)
+            media_id = register(sandbox, content)
+            media[media_id] = content
+            plan.append((user, media_id))
+
+    def send(user: str) -> None:
+        for who, media_id in plan:
+            if who == user:
+                post_media(media_stack, user, media_id, media[media_id])
+
+    worker = media_stack.child_pids()["worker"]
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(send, u) for u in users]
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGKILL)
+        for f in futures:
+            f.result()
+    for media_id, content in media.items():
+        sha = hashlib.sha256(content).hexdigest()
+        rows = media_rows(media_stack, media_id)
+        assert [r[:2] for r in rows] == [("stored", sha)], (rows, media_stack.output()[-6000:])
+        assert (media_stack.data_dir / "media" / sha[:2] / sha).read_bytes() == content
+    for user in users:
+        assert len(sandbox.wait_for(user, 3, timeout=90)) == 3, media_stack.output()[-6000:]
+    sandbox.settle()
+    for user in users:
+        assert sandbox.texts(user) == ["echo: image"] * 3
