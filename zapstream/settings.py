@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     media_max_in_flight: int = Field(default=1000, ge=1)
     """Media messages one worker holds at once (waiting for a download slot or a retry);
     beyond it the media topic's partitions pause (replies are not affected)."""
+    media_retention_s: float | None = Field(default=None, gt=0)
+    """Stored media older than this (since first stored) are deleted by the workers,
+    checked every MEDIA_PRUNE_INTERVAL_S. Unset: kept until you remove them (the disk
+    grows with what users send)."""
+    media_prune_interval_s: float = Field(default=3600.0, gt=0)
     media_fetch_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of one Graph call, and of each read of a download (not of the whole file)."""
     media_fetch_max_attempts: int = Field(default=5, ge=1)

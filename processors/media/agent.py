@@ -239,5 +239,14 @@ def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
                 cause_retryable=transient,
             )
 
+    retention = settings.media_retention_s
+    if retention is not None:
+
+        @app.timer(settings.media_prune_interval_s)  # type: ignore[untyped-decorator]
+        async def prune_media() -> None:
+            files, size = await asyncio.to_thread(store.prune_older_than, time.time(), retention)
+            if files:
+                log.info("deleted %d media files (%d bytes) past MEDIA_RETENTION_S", files, size)
+
     lane_agent(worker, raw(worker.topics.inbound), "media-pick", pick, settings.max_in_flight)
     lane_agent(worker, requests, "media", fetch, settings.media_max_in_flight)

@@ -5,7 +5,8 @@ it arrives (`PartFile`), and only a complete file whose sha256 is Meta's is rena
 into place (same folder tree, so the rename is atomic). So a file at its sha256's
 path always holds exactly those bytes: its presence is proof the media is stored,
 the same bytes land once whatever media ids carry them, and a crash leaves at most
-a `.part` file behind (removed after an hour by `prune_parts`).
+a `.part` file behind (removed after an hour by `prune_parts`). With MEDIA_RETENTION_S
+set, files older than that are deleted (`prune_older_than`).
 
 Files are created 0640 and folders 0750: they are customers' media.
 """
@@ -68,6 +69,21 @@ class MediaStore:
                     path.unlink()
                     removed += 1
         return removed
+
+    def prune_older_than(self, now: float, max_age_s: float) -> tuple[int, int]:
+        """Delete stored files first stored more than `max_age_s` ago (by their
+        modification time); returns (files, bytes) removed. Blocking: run it on a
+        thread. Safe while downloads run and from several workers at once: a file is
+        only ever replaced by the same bytes, and a vanished one is skipped."""
+        files = size = 0
+        for folder in self.root.glob("[0-9a-f][0-9a-f]"):
+            for path in folder.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    st = path.stat()
+                    if now - st.st_mtime > max_age_s:
+                        path.unlink()
+                        files, size = files + 1, size + st.st_size
+        return files, size
 
 
 class PartFile:

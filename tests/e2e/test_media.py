@@ -36,6 +36,9 @@ def media_stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> I
         MEDIA_MAX_BYTES=str(MAX_BYTES),
         MEDIA_FETCH_BACKOFF_BASE_S="0.1",
         MEDIA_FETCH_BACKOFF_CAP_S="0.5",
+        # the pruning timer runs (every second) and leaves fresh files alone
+        MEDIA_RETENTION_S="86400",
+        MEDIA_PRUNE_INTERVAL_S="1",
     ).start()
     yield s
     assert s.stop() == 0, s.output()

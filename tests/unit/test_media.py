@@ -260,6 +260,24 @@ def test_temp_files_left_by_a_crash_are_pruned_after_an_hour(tmp_path: Path) -> 
     assert files(tmp_path) == [new]
 
 
+def test_files_past_the_retention_are_deleted_and_the_rest_kept(tmp_path: Path) -> None:
+    store = MediaStore(tmp_path)
+    old_sha, new_sha = hashlib.sha256(b"old").hexdigest(), SHA
+    for sha, data in ((old_sha, b"old"), (new_sha, CONTENT)):
+        (tmp_path / sha[:2]).mkdir(exist_ok=True)
+        (tmp_path / relative_path(sha)).write_bytes(data)
+    (tmp_path / TMP).mkdir()
+    (tmp_path / TMP / "x.part").write_bytes(b"in progress")
+    now = time.time()
+    for path in files(tmp_path):
+        os.utime(path, (now - 100, now - 100))
+    os.utime(tmp_path / relative_path(new_sha), (now, now))
+    assert store.prune_older_than(now, 50) == (1, 3)
+    assert store.find(old_sha) is None
+    assert store.find(new_sha) is not None
+    assert (tmp_path / TMP / "x.part").exists()  # downloads in progress are not touched here
+
+
 # --- Graph calls -----------------------------------------------------------------------
 
 
