@@ -7,7 +7,10 @@ have left them, then starts `zapstream worker` and measures:
   tables recovered (the `partitions assigned:` log line),
 - RSS of the worker process once recovered, and per user.
 
-    .venv/bin/python bench/state_bench.py --users 1000000 --brokers tansu,kafka
+    .venv/bin/python bench/state_bench.py --users 1000000 --brokers tansu,kafka --stores rocksdb,memory
+
+Each worker is started twice on the same DATA_DIR: the second start shows what a
+restart costs (with TABLE_STORE=rocksdb only the changelog written since is replayed).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def bench(kind: str, users: int) -> tuple[float, float] | None:
+def bench(kind: str, users: int, store: str) -> tuple[float, float, float] | None:
     with tempfile.TemporaryDirectory() as tmp:
         broker = make_broker(kind, Path(tmp) / "broker")
         bootstrap = broker.start()
@@ -108,43 +111,64 @@ def bench(kind: str, users: int) -> tuple[float, float] | None:
             ensure_topics_sync(bootstrap, all_topic_specs(settings))
             took = asyncio.run(produce(bootstrap, settings.app_id, users, settings.topic_partitions))
             print(f"  {kind}: wrote {users:,} users + {users:,} dedupe entries in {took:.1f}s", flush=True)
-            env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, DATA_DIR=tmp, LOG_FORMAT="json")
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "zapstream.cli", "worker"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
+            env = dict(
+                os.environ,
+                KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                DATA_DIR=tmp,
+                LOG_FORMAT="json",
+                TABLE_STORE=store,
+                WORKER_SLOT="bench",
             )
-            ready = threading.Event()
-
-            def read() -> None:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    if "partitions assigned:" in line:
-                        ready.set()
-
-            threading.Thread(target=read, daemon=True).start()
-            try:
-                ok = ready.wait(timeout=600)
-                recovered = time.perf_counter() - t0
-                time.sleep(2)
-                rss = rss_mib(proc.pid)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
-            if not ok:
-                print(f"  {kind}: the worker did not report its tables recovered in 600 s")
+            first = start_worker(env)
+            if first is None:
+                print(f"  {kind}/{store}: the worker did not report its tables recovered in 600 s")
                 return None
             print(
-                f"  {kind}: {users:,} users ready {recovered:.1f}s after the worker's start; "
-                f"RSS {rss:,.0f} MiB",
+                f"  {kind}/{store}: {users:,} users ready {first[0]:.1f}s after the worker's "
+                f"start; RSS {first[1]:,.0f} MiB",
                 flush=True,
             )
-            return recovered, rss
+            again = start_worker(env)
+            if again is not None:
+                print(
+                    f"  {kind}/{store}: restarted on the same folder: ready in {again[0]:.1f}s; "
+                    f"RSS {again[1]:,.0f} MiB",
+                    flush=True,
+                )
+            return first[0], first[1], again[0] if again else float("nan")
         finally:
             broker.stop()
+
+
+def start_worker(env: dict[str, str]) -> tuple[float, float] | None:
+    """Start `zapstream worker`, wait until it reports its tables recovered, stop it:
+    (seconds to ready, RSS in MiB once ready)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zapstream.cli", "worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "partitions assigned:" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        ok = ready.wait(timeout=600)
+        recovered = time.perf_counter() - t0
+        time.sleep(2)
+        rss = rss_mib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return (recovered, rss) if ok else None
 
 
 def main() -> None:
@@ -155,18 +179,21 @@ def main() -> None:
     )
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--brokers", default="tansu,kafka")
+    ap.add_argument("--stores", default="rocksdb,memory", help="TABLE_STORE values to compare")
     args = ap.parse_args()
     print(f"Worker state: {args.users:,} users", flush=True)
     for kind in filter(None, args.brokers.split(",")):
-        empty, full = bench(kind, 0), bench(kind, args.users)
-        if empty and full:
-            extra_s, extra_mib = full[0] - empty[0], full[1] - empty[1]
-            print(
-                f"  {kind}: the state of {args.users:,} users costs {extra_s:.1f}s of recovery "
-                f"and {extra_mib:,.0f} MiB = {extra_mib * 2**20 / args.users:,.0f} bytes/user "
-                "(one session and one dedupe entry each)",
-                flush=True,
-            )
+        for store in filter(None, args.stores.split(",")):
+            empty, full = bench(kind, 0, store), bench(kind, args.users, store)
+            if empty and full:
+                extra_s, extra_mib = full[0] - empty[0], full[1] - empty[1]
+                print(
+                    f"  {kind}/{store}: the state of {args.users:,} users costs {extra_s:.1f}s "
+                    f"of recovery at a first start, {full[2] - empty[2]:.1f}s at a restart, and "
+                    f"{extra_mib:,.0f} MiB = {extra_mib * 2**20 / args.users:,.0f} bytes/user "
+                    "(one session and one dedupe entry each)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.dashboard import dashboard_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
@@ -42,6 +42,7 @@ from zapstream.kafka_admin import ensure_topics
 from zapstream.kafka_diagnosis import diagnose
 from zapstream.kafka_probe import broker_answers
 from zapstream.log_throttle import LogThrottle
+from zapstream.metrics import CONTENT_TYPE, exposition
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.ingest")
@@ -255,8 +256,10 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             return JSONResponse({"status": "ready"})
         return _error(503, "not_ready", "broker not reachable")
 
+    app.include_router(dashboard_router(settings))
+
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
 
     return app

@@ -28,7 +28,7 @@ import faust
 import orjson
 from pydantic import BaseModel
 
-from processors import debounce
+from processors import debounce, metrics
 from processors.actions import EmbedText, RequestHandoff
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
@@ -37,6 +37,7 @@ from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
 from processors.media.agent import register_media
 from processors.outbound import to_outbound
+from processors.reengage.timer import install as install_reengage
 from processors.sender import Sender, share_of_partitions
 from processors.tables import Sweeper, durable_set, header, raw_table, unwrap, wrap
 from processors.ticker import Ticker, tick_time, tick_value
@@ -59,6 +60,10 @@ ControlHandler = Callable[[str, UserState | None, Control, Origin], Awaitable[Us
 publishes its effects (and waits for the broker) before it returns; the converse agent
 then stores the state with `applied` set to the control record's offset, so a replay
 of the record after a crash changes nothing."""
+MessageHook = Callable[[str, UserState, MessageReceived], Awaitable[UserState]]
+"""(user, state with the message applied, message) → the state to store. Runs in the
+user's lane for each new inbound message (not a duplicate, not a replay), before the
+turn is decided; it publishes its effects before it returns."""
 
 FLOW_CHECK_S = 0.1
 
@@ -76,9 +81,13 @@ class Worker:
     """What the agents share: settings, tables, output topics, the lanes of each agent
     (cancelled together at a rebalance) and the partitions this worker owns."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.clock = clock
+        """Epoch seconds for timers that ask for work (tests move it); never a decision's."""
         self.topics = Topics.from_settings(settings)
         n = settings.topic_partitions
         self.tables = {name: raw_table(app, name, n) for name in WORKER_TABLES}
@@ -94,11 +103,13 @@ class Worker:
                 "handoffs",
                 "embeddings",
                 "processing_dead_letters",
+                "reengagements",
             )
         }
         self.lanes: list[KeyedLanes] = []
         self.control_handlers: dict[str, ControlHandler] = {}
         """Control record kind → its handler (`schemas.control`), run in the user's lane."""
+        self.message_hooks: list[MessageHook] = []
         self.ticker = Ticker()
         self._sender: Sender | None = None
         self.retry = RetryPlan(
@@ -156,8 +167,11 @@ class Worker:
         return lanes
 
 
-def register_agents(app: faust.App, settings: Settings) -> Worker:
-    worker = Worker(app, settings)
+def register_agents(
+    app: faust.App, settings: Settings, *, clock: Callable[[], float] = time.time
+) -> Worker:
+    worker = Worker(app, settings, clock=clock)
+    install_reengage(worker, publish_all)
     _register_converse(worker)
     _register_senders(worker)
     _register_housekeeping(worker)
@@ -178,6 +192,8 @@ async def publish_all(items: list[tuple[Any, str, BaseModel | bytes]]) -> None:
         for topic, key, value in items
     ]
     await asyncio.gather(*pending)
+    for topic, _, _ in items:
+        metrics.published_to(topic)
 
 
 def lane_agent(
@@ -237,6 +253,7 @@ def _register_converse(worker: Worker) -> None:
         step = intake(state, record, origin, entry, cfg)
         if step.outcome == "duplicate":
             assert isinstance(record, MessageReceived)
+            metrics.dedupe_dropped.inc()
             log.info(
                 "duplicate message dropped",
                 extra={"message_id": record.message_id, "wa_id": mask_phone(user)},
@@ -252,6 +269,9 @@ def _register_converse(worker: Worker) -> None:
                 step.seen.encode(),
             )
         new_state = step.state
+        if isinstance(record, MessageReceived):
+            for hook in worker.message_hooks:
+                new_state = await hook(user, new_state, record)
         if step.turn is not None and step.now is not None:
             session = await decide(step.turn, new_state, step.now)
             new_state = with_session(new_state, session)
@@ -289,6 +309,7 @@ def _register_converse(worker: Worker) -> None:
     async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
         started = time.perf_counter()
         decision = await engine.decide(state.session, turn, now)
+        metrics.turn(len(turn.messages), time.perf_counter() - started)
         outbound = to_outbound(turn, list(decision.actions), now=now)
         items: list[tuple[Any, str, BaseModel | bytes]] = [
             (out["outbound_high"] if m.priority == "high" else out["outbound_low"], turn.user_id, m)
@@ -382,6 +403,7 @@ def _register_senders(worker: Worker) -> None:
             await asyncio.sleep(0.1)
 
     def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> SendResult:
+        metrics.sends.inc("skipped_duplicate")
         return SendResult(
             outbound_id=msg.outbound_id,
             user_id=msg.user_id,

@@ -6,22 +6,34 @@ consumer group) and in the agents registered on them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from processors.faust_transport import FastFetchApp
+from processors.state_dir import claim_state_dir
 from zapstream.settings import Settings
 
 
-def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool) -> dict[str, Any]:
+def faust_settings(
+    settings: Settings,
+    *,
+    app_id: str,
+    web_port: int,
+    web: bool,
+    state_dir: Path | None = None,
+) -> dict[str, Any]:
+    """`state_dir`: the folder of an app with tables (see `processors.state_dir`)."""
     bootstrap = settings.require_bootstrap()
+    datadir = state_dir if state_dir is not None else settings.data_dir / "faust"
+    store = "rocksdb://" if state_dir is not None and settings.table_store == "rocksdb" else "memory://"
     return {
         "id": app_id,
         "broker": [f"kafka://{host}" for host in bootstrap.split(",")],
         "broker_client_id": f"{settings.kafka_client_id}-{app_id}",
-        "store": "memory://",
-        # Faust keeps per-app files (table state markers) in `<datadir>`, by default
-        # `<app id>-data` in the current directory: keep them under DATA_DIR instead.
-        "datadir": str(settings.data_dir / "faust" / "{conf.name}-data"),
+        "store": store,
+        # Faust keeps per-app files (table state markers, RocksDB tables) in `<datadir>`,
+        # by default `<app id>-data` in the current directory: keep them under DATA_DIR.
+        "datadir": str(datadir / "{conf.name}-data"),
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication_factor,
         "table_standby_replicas": 0,
@@ -37,6 +49,13 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
         "web_enabled": web,
         "web_port": web_port,
         "web_bind": "127.0.0.1",
+        # the web port serves our pages only (`/metrics`, processors/metrics.py): not
+        # Faust's table, router, graph and statistics views (tables hold user state)
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
         "web_in_thread": False,
         "worker_redirect_stdouts": False,
         "autodiscover": False,
@@ -45,10 +64,15 @@ def faust_settings(settings: Settings, *, app_id: str, web_port: int, web: bool)
 
 
 def create_faust_app(
-    settings: Settings, *, app_id: str, web_port: int, web: bool = False
+    settings: Settings, *, app_id: str, web_port: int, web: bool = False, tables: bool = False
 ) -> FastFetchApp:
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = FastFetchApp(**faust_settings(settings, app_id=app_id, web_port=web_port, web=web))
+    """`tables`: the app keeps Faust tables (the worker): it claims its slot's folder
+    and uses TABLE_STORE there."""
+    base = settings.data_dir / "faust"
+    base.mkdir(parents=True, exist_ok=True)
+    state_dir = claim_state_dir(base, settings.worker_slot or "worker") if tables else None
+    options = faust_settings(settings, app_id=app_id, web_port=web_port, web=web, state_dir=state_dir)
+    app = FastFetchApp(**options)
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     app.zapstream_fetch_idle_wait_ms = settings.consumer_fetch_idle_wait_ms
     return app

@@ -38,6 +38,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from processors import metrics
+from zapstream.metrics import PartitionLag, aiokafka_lag
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
     fetch_max_wait_ms: int = 10
@@ -270,6 +273,11 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             )
         return "\n".join(lines)
 
+    def lag(self) -> list[PartitionLag]:
+        """Records behind per assigned partition (`zapstream_consumer_lag`), read from
+        aiokafka's bookkeeping without a request: cheap enough for every scrape."""
+        return aiokafka_lag(self._thread._ensure_consumer(), self.assignment())
+
     def _in_flight(self) -> dict[Any, set[int]]:
         """tp -> offsets handed to the agents and not yet acknowledged."""
         in_flight: dict[Any, set[int]] = {}
@@ -418,6 +426,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
 def mark_received(event: Any) -> None:
     """Note that an agent received `event` (see `_Consumer.ack`). Every agent of the
     worker and the sink calls it first thing for each event."""
+    metrics.consumed.inc(event.message.topic)
     received = getattr(event.app.consumer, "received", None)
     if received is not None:
         received[event.message] = received.get(event.message, 0) + 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from processors.metrics import StageMetrics
 from zapstream.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,11 @@ class KeyedLanes:
     _slots: dict[Hashable, deque[_Slot]] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _metrics: StageMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.max_in_flight)
+        self._metrics = StageMetrics(self.name)
 
     @property
     def in_flight(self) -> int:
@@ -150,6 +154,8 @@ class KeyedLanes:
     ) -> None:
         plan = self.retry
         attempts = 0
+        metrics = self._metrics
+        started = time.perf_counter()
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
@@ -161,11 +167,14 @@ class KeyedLanes:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     await handler()
+            metrics.handled.inc()
+            metrics.latency.observe(time.perf_counter() - started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             if self.dead_letter is None:
                 raise
+            metrics.dead_lettered.inc()
             log.error(
                 "%s: event failed after %d attempt(s), dead-lettered: %s: %s",
                 self.name,
@@ -174,6 +183,7 @@ class KeyedLanes:
                 exc,
             )
             await self._dead_letter(token, exc, attempts)
+            metrics.latency.observe(time.perf_counter() - started)
 
     async def _dead_letter(self, token: Any, exc: BaseException, attempts: int) -> None:
         assert self.dead_letter is not None
@@ -185,6 +195,7 @@ class KeyedLanes:
                 await self.dead_letter(token, exc, attempts)
 
     def _log_retry(self, state: RetryCallState) -> None:
+        self._metrics.retries.inc()
         exc = state.outcome.exception() if state.outcome else None
         log.warning(
             "%s: attempt %d failed (%s: %s); retrying in %.2fs",

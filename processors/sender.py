@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from processors import metrics
 from processors.graph_client import GraphClient
 from processors.rate_limit import RecipientPacer, TokenBucket
 from processors.retry_policy import RetryPolicy
@@ -122,10 +123,15 @@ class Sender:
                 self._high_waiting -= 1
 
     async def deliver(self, msg: OutboundMessage) -> Delivery:
+        started = time.perf_counter()
         if msg.priority == "low":
             async with self._low:
-                return await self._deliver(msg)
-        return await self._deliver(msg)
+                delivery = await self._deliver(msg)
+        else:
+            delivery = await self._deliver(msg)
+        metrics.delivery_seconds.observe(time.perf_counter() - started)
+        metrics.sends.inc(delivery.result.outcome)
+        return delivery
 
     async def _deliver(self, msg: OutboundMessage) -> Delivery:
         started = self.clock()
@@ -137,7 +143,12 @@ class Sender:
             attempts += 1
             try:
                 async with self._in_flight:
-                    outcome = await self.client.send(msg)
+                    call_started = time.perf_counter()
+                    try:
+                        outcome = await self.client.send(msg)
+                    except GraphError:
+                        metrics.send_latency_error.observe(time.perf_counter() - call_started)
+                        raise
             except GraphError as err:
                 self._penalize(msg, err)
                 delay = self.policy.next_delay(
@@ -145,8 +156,10 @@ class Sender:
                 )
                 if delay is None:
                     return self._dead(msg, attempts, str(err), err, retryable=err.retryable)
+                metrics.send_retries.inc(metrics.error_code(err))
                 await asyncio.sleep(delay)
                 continue
+            metrics.send_latency_ok.observe(outcome.latency_ms / 1000)
             self.pacer.record_success(msg.to)
             return Delivery(
                 SendResult(
@@ -181,6 +194,8 @@ class Sender:
         retryable: bool,
     ) -> Delivery:
         at = self.wall()
+        # without a Graph error the message went stale before its first attempt
+        metrics.send_dead_letters.inc(metrics.error_code(err, fallback="stale"))
         code = err.code if err else None
         status = err.status_code if err else None
         tried = msg.model_copy(update={"attempt": attempts})

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from processors import debounce
 from schemas.conversation import Session, Turn
 from schemas.events import MessageReceived
+from schemas.reengagement import ReengageMark
 
 
 class Origin(NamedTuple):
@@ -56,6 +57,8 @@ class UserState(BaseModel):
     """(partition, offset) of the last inbound record applied to this state."""
     touched_at: float = 0.0
     """Epoch seconds of the last record applied (event time): drives expiry."""
+    reengaged: ReengageMark | None = None
+    """The last quiet period re-engaged (`processors.reengage`)."""
 
     def already_applied(self, origin: Origin) -> bool:
         if self.applied is None:
@@ -128,11 +131,12 @@ def intake(
     if outcome == "tick" and step.turn is None and step.pending == current.pending:
         return Intake(None, None, None, "tick", now)  # an early or repeated tick
     touched = max(current.touched_at, now.timestamp())
-    updated = UserState(
-        session=current.session,
-        pending=step.pending,
-        applied=(origin.partition, origin.offset),
-        touched_at=touched,
+    updated = current.model_copy(  # keeps what other features store in the state
+        update={
+            "pending": step.pending,
+            "applied": (origin.partition, origin.offset),
+            "touched_at": touched,
+        }
     )
     return Intake(updated, step.turn, new_seen, outcome, now)
 

@@ -27,6 +27,7 @@ class Topics:
     handoffs: str
     embeddings: str
     processing_dead_letters: str
+    reengagements: str
     media: str
     media_requested: str
 
@@ -45,6 +46,7 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            reengagements=f"{p}.reengagements.v1",
             media=f"{p}.media.v1",
             media_requested=f"{p}.media.requested.v1",
         )
@@ -67,6 +69,7 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.reengagements,
             self.media,
             self.media_requested,
         ]

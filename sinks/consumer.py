@@ -34,8 +34,10 @@ from aiokafka.errors import KafkaError
 from sinks.batch import decode_batch
 from sinks.fetch_wait import FetchWait
 from sinks.loader import Loader, LoadReport
+from sinks.metrics import SinkMetrics
 from sinks.routes import Route
 from zapstream.errors import RetryableError
+from zapstream.metrics import PartitionLag, aiokafka_lag
 from zapstream.settings import Settings
 
 log = logging.getLogger("zapstream.sink")
@@ -120,6 +122,7 @@ class SinkConsumer:
         self._decoder = ThreadPoolExecutor(1, thread_name_prefix="sink-decode")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="duckdb-writer")
         self._fetch_wait: FetchWait | None = None
+        self.metrics = SinkMetrics(self.lag)
 
     @property
     def ready(self) -> bool:
@@ -182,6 +185,7 @@ class SinkConsumer:
         timeout_ms = int(due_in * 1000) if pending.records else IDLE_POLL_MS
         fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=room)
         got = pending.add(fetched)
+        self.metrics.fetched(fetched)
         if self._fetch_wait is not None:
             self._fetch_wait.observe(got, full=got >= room)
         self._flush_if_due()
@@ -232,6 +236,15 @@ class SinkConsumer:
         self.loaded.update(batch.offsets)
         self._to_commit.update(batch.offsets)
         await self._commit()
+        done = time.perf_counter()
+        self.metrics.loaded(
+            len(batch.records),
+            report.inserted,
+            report.rejected,
+            report.dead_lettered,
+            load_s=t3 - t2,
+            total_s=done - t0,
+        )
         log.info(
             "batch loaded",
             extra={
@@ -242,7 +255,7 @@ class SinkConsumer:
                 "decode_ms": _ms(t1 - t0),
                 "queued_ms": _ms(t2 - t1),
                 "load_ms": _ms(t3 - t2),
-                "commit_ms": _ms(time.perf_counter() - t3),
+                "commit_ms": _ms(done - t3),
             },
         )
 
@@ -300,7 +313,11 @@ class SinkConsumer:
         self.rebalancing = False
         log.info("partitions assigned", extra={"partitions": len(assigned)})
 
-    # --- SIGUSR1 ---------------------------------------------------------------------------
+    # --- metrics and SIGUSR1 ---------------------------------------------------------------
+
+    def lag(self) -> list[PartitionLag]:
+        """Records behind per assigned partition (read at each `/metrics` scrape)."""
+        return aiokafka_lag(self.consumer, self.consumer.assignment())
 
     def describe(self) -> str:
         lines = [

@@ -77,6 +77,17 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
+@dataclass
+class ArrowResult:
+    """Record batches of one query; `close()` once read (it holds a cursor)."""
+
+    reader: pa.RecordBatchReader
+    cursor: duckdb.DuckDBPyConnection
+
+    def close(self) -> None:
+        self.cursor.close()
+
+
 def classify(exc: Exception, table: str) -> Exception:
     """The typed error for a failed insert into `table` (or `exc` itself: fatal)."""
     if isinstance(exc, TRANSIENT):
@@ -262,8 +273,8 @@ class Loader:
 
     # --- reading (any thread) -----------------------------------------------------------
 
-    def query(self, sql: str) -> QueryResult:
-        """Run read-only SQL on a cursor of its own (never waits for a load)."""
+    def _read_cursor(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for `sql`, once `sql` is known to be read-only."""
         if self._reader is None:
             raise SinkBusy("the sink's DuckDB file is not open")
         cursor = self._reader.cursor()  # one per query: queries may run side by side
@@ -271,11 +282,31 @@ class Loader:
             statements = cursor.extract_statements(sql)
             if not statements or any(s.type not in READ_ONLY_STATEMENTS for s in statements):
                 raise InvalidPayload("only SELECT, EXPLAIN and PRAGMA statements are allowed here")
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor
+
+    def query(self, sql: str) -> QueryResult:
+        """Run read-only SQL on a cursor of its own (never waits for a load)."""
+        cursor = self._read_cursor(sql)
+        try:
             rel = cursor.execute(sql)
             columns = [d[0] for d in rel.description or []]
             return QueryResult(columns, rel.fetchall())
         finally:
             cursor.close()
+
+    def query_arrow(self, sql: str, batch_rows: int = 65_536) -> ArrowResult:
+        """Read-only SQL as Arrow record batches, on a cursor of its own (`/export`)."""
+        cursor = self._read_cursor(sql)
+        try:
+            rel = cursor.sql(sql)
+            to_reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_arrow_reader
+            return ArrowResult(to_reader(batch_rows), cursor)
+        except BaseException:
+            cursor.close()
+            raise
 
 
 def _dead_letter_rows(decoded: Decoded, bad: Mapping[int, RowNotLoadable]) -> list[tuple[Any, ...]]:

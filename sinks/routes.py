@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, media, outbound, processing
+from schemas import conversation, events, media, outbound, processing, reengagement
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -90,6 +90,11 @@ def routes(topics: Topics) -> dict[str, Route]:
             processing.ProcessingDeadLetter,
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
+        ),
+        topics.reengagements: route(
+            reengagement.Reengagement,
+            wire.Reengagement,
+            ("reengagements", rows.reengagement_row),
         ),
         topics.media: route(media.MediaFetched, wire.MediaFetched, ("media", rows.media_row)),
     }

@@ -177,6 +177,18 @@ def processing_dead_letter_row(d: Any) -> Row:
     )
 
 
+def reengagement_row(r: Any) -> Row:
+    return (
+        r.reengagement_id,
+        r.user_id,
+        r.quiet_since,
+        r.sent_at,
+        r.kind,
+        r.outbound_id,
+        r.returned_at,
+    )
+
+
 def media_row(m: Any) -> Row:
     return (
         m.media_id,

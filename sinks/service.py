@@ -69,7 +69,7 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 
 async def serve(settings: Settings, loader: Loader) -> None:
     sink = SinkConsumer(settings, loader, routes(Topics.from_settings(settings)))
-    app = web_app(loader, lambda: (sink.ready, len(sink.assigned)))
+    app = web_app(loader, lambda: (sink.ready, len(sink.assigned)), sink.metrics.registry)
     web = await start_web(app, settings.sink_web_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -205,6 +205,23 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+# Re-engagements (processors.reengage): one row per quiet period re-engaged. The
+# `returned` event carries the whole row with returned_at set, and wins the upsert.
+REENGAGEMENTS = _spec(
+    "reengagements",
+    [
+        ("reengagement_id", pa.string()),
+        ("user_id", pa.string()),
+        ("quiet_since", TS),
+        ("sent_at", TS),
+        ("kind", pa.string()),
+        ("outbound_id", pa.string()),
+        ("returned_at", TS),
+    ],
+    key=("reengagement_id",),
+    latest_by=("returned_at",),
+)
+
 # One row per inbound media id: the latest report of the media agent wins (a
 # `failed` media stored on a later delivery becomes `stored`). A re-report of a stored
 # file (a redelivered webhook) carries the file's own time and 0 attempts, so the
@@ -273,6 +290,7 @@ TABLES: dict[str, TableSpec] = {
         SEND_RESULTS,
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
+        REENGAGEMENTS,
         SINK_DEAD_LETTERS,
         MEDIA,
     )

@@ -248,6 +248,20 @@ class ProcessingDeadLetter(Event, kw_only=True):
     failed_at: datetime
 
 
+# --- schemas.reengagement -------------------------------------------------------------
+
+
+class Reengagement(Event, kw_only=True):
+    event: Literal["sent", "returned"]
+    reengagement_id: str
+    user_id: str
+    quiet_since: datetime
+    sent_at: datetime
+    kind: Literal["text", "template"]
+    outbound_id: str
+    returned_at: datetime | None = None
+
+
 # --- schemas.media -------------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ from zapstream.settings import Settings
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from zapstream.analytics.period import Period
+
 cli = typer.Typer(
     help="zapstream: WhatsApp Cloud API webhooks → Kafka → Faust → replies and DuckDB.",
     no_args_is_help=True,
@@ -245,6 +247,85 @@ def db(
     from zapstream.db_query import format_table
 
     typer.echo(format_table(columns, rows))
+
+
+def _period(from_: str | None, to: str | None) -> Period:
+    from datetime import UTC, datetime
+
+    from zapstream.analytics.period import InvalidPeriod, parse_period
+
+    try:
+        return parse_period(from_, to, datetime.now(UTC))
+    except InvalidPeriod as exc:
+        typer.echo(f"error: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
+
+
+FromOpt = Annotated[
+    str | None,
+    typer.Option("--from", help="Start: ISO time (UTC unless a zone is given) or a span back, e.g. 7d."),
+]
+ToOpt = Annotated[str | None, typer.Option("--to", help="End (excluded): ISO time or a span back; default now.")]
+
+
+@cli.command()
+def report(
+    from_: FromOpt = None,
+    to: ToOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")] = False,
+) -> None:
+    """Conversation figures for a period (default: the last 7 days), from DuckDB."""
+    from zapstream.analytics.render import format_report
+    from zapstream.analytics.report import build_report
+    from zapstream.analytics.source import reader
+    from zapstream.db_query import QueryFailed
+
+    settings = load_settings()
+    period = _period(from_, to)
+    try:
+        with reader(settings) as r:
+            figures = build_report(r.query, period)
+    except QueryFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(figures, ensure_ascii=False, indent=2) if as_json else format_report(figures))
+
+
+@cli.command()
+def export(
+    table: Annotated[str | None, typer.Argument(help="The table to export (see docs/analytics.md)")] = None,
+    out: Annotated[str, typer.Option("--out", help="FILE.parquet, or a folder with --all")] = "",
+    all_tables: Annotated[bool, typer.Option("--all", help="Every table, one FILE per table, into --out")] = False,
+    from_: FromOpt = None,
+    to: ToOpt = None,
+) -> None:
+    """Write a table (or every table) of the DuckDB file to Parquet."""
+    from pathlib import Path
+
+    from zapstream.analytics.export import ExportFailed, export_all, export_table
+    from zapstream.analytics.source import reader
+    from zapstream.db_query import QueryFailed
+
+    if not out or (table is None) == (not all_tables):
+        typer.echo("usage: zapstream export TABLE --out FILE.parquet | zapstream export --all --out DIR", err=True)
+        raise typer.Exit(2)
+    period = _period(from_, to) if from_ or to else None
+    settings = load_settings()
+    try:
+        with reader(settings) as r:
+            if all_tables:
+                done = export_all(r, Path(out), period)
+            else:
+                assert table is not None
+                done = [export_table(r, table, Path(out), period)]
+    except ExportFailed as exc:
+        typer.echo(f"error: {exc.reason}", err=True)
+        raise typer.Exit(2) from exc
+    except QueryFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for item in done:
+        typer.echo(f"{item.table}: {item.rows} rows -> {item.path}")
 
 
 def main() -> None:

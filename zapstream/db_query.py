@@ -20,6 +20,10 @@ class QueryFailed(ZapstreamError):
     pass
 
 
+class SinkUnreachable(QueryFailed):
+    """The file is locked (or was asked for through the sink) and the sink does not answer."""
+
+
 def query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     path = settings.resolved_duckdb_path
     if not path.exists():
@@ -27,7 +31,7 @@ def query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.IOException:
-        return _through_sink(settings, sql)
+        return through_sink(settings, sql)
     try:
         rel = con.execute(sql)
         return [d[0] for d in rel.description or []], rel.fetchall()
@@ -37,12 +41,12 @@ def query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]
         con.close()
 
 
-def _through_sink(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def through_sink(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     url = f"http://127.0.0.1:{settings.sink_web_port}/query"
     try:
         resp = httpx.post(url, json={"sql": sql}, timeout=30)
     except httpx.HTTPError as exc:
-        raise QueryFailed(
+        raise SinkUnreachable(
             f"{settings.resolved_duckdb_path} is locked by a writer and the sink at {url} does not answer: {exc}"
         ) from exc
     try:

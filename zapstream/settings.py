@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     app_id: str = "zapstream"
     workers: int = Field(default=1, ge=1)
     worker_web_port: int = 6066
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    """Where the worker keeps its tables. `rocksdb`: on local disk under
+    DATA_DIR/faust/<WORKER_SLOT>, so a restarted worker replays only the changelog it
+    missed and memory stays flat however many users there are. `memory`: in RAM,
+    replayed from the changelog at every start (about 1.1 KB per user)."""
+    worker_slot: str | None = None
+    """Names the worker's local table folder (`zapstream up` sets worker1, worker2...).
+    Unset: `worker`; a second worker started on the same DATA_DIR while that folder is
+    in use takes a temporary folder of its own instead (removed when it stops)."""
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = 8088
 
@@ -129,6 +138,21 @@ class Settings(BaseSettings):
     service_window_margin_s: float = Field(default=60, ge=0)
     max_in_flight: int = Field(default=1000, ge=1)
     """Events one worker handles concurrently (across users; one at a time per user)."""
+
+    # --- Re-engagement --------------------------------------------------------------
+    reengage_after_s: float = Field(default=0.0, ge=0)
+    """Send one message to a user quiet this long since their last message (once per
+    quiet period). 0 turns re-engagement off (the default: messaging customers who
+    did not write is a business decision). 82800 (23 h) reaches them while the
+    24-hour window is still open, so the free-form REENGAGE_TEXT can go."""
+    reengage_text: str = "Oi! Ainda posso ajudar com algo? É só responder esta mensagem."
+    """The free-form message, sent while the 24-hour customer-service window is open."""
+    reengage_template: str | None = None
+    """An approved template sent when the window has closed; unset: nothing is sent
+    outside the window."""
+    reengage_template_language: str = "pt_BR"
+    reengage_scan_interval_s: float = Field(default=30.0, gt=0)
+    """How often each worker looks for quiet users among the partitions it owns."""
 
     # --- Sender (Graph API) ---------------------------------------------------------
     send_rate_per_s: float = Field(default=80, gt=0)

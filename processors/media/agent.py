@@ -37,6 +37,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter, Histogram
+
+from processors import metrics
 from processors.media.fetch import MediaClient, fetch_once
 from processors.media.jobs import MediaJob, media_event, media_job, valid_media_id
 from processors.media.store import MediaStore
@@ -55,6 +58,7 @@ from zapstream.errors import (
     MediaTooLarge,
 )
 from zapstream.log import mask_phone
+from zapstream.metrics import LATENCY_BUCKETS, PerLabel
 from zapstream.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,6 +80,22 @@ def without_media(value: bytes) -> bool:
     deep inside `raw` or `referral`."""
     at = value.find(b'"media":')
     return at >= 0 and value.startswith(NO_MEDIA, at)
+
+
+media_reports = PerLabel(
+    Counter(
+        "zapstream_media_total",
+        "Inbound media ids reported, by status (stored, refused, failed)",
+        ("status",),
+        registry=metrics.REGISTRY,
+    )
+)
+media_fetch_seconds = Histogram(
+    "zapstream_media_fetch_seconds",
+    "One media id from its turn to its report: lookups, download, retries",
+    buckets=LATENCY_BUCKETS,
+    registry=metrics.REGISTRY,
+)
 
 
 def utcnow() -> datetime:
@@ -210,13 +230,18 @@ def register_media(worker: Worker, lane_agent: LaneAgent) -> None:
     async def pick(event: Any) -> None:
         if media_request(event.value) is not None:
             await (await requests.send(key=event.key, value=event.value))
+            metrics.published_to(requests)
 
     async def fetch(event: Any) -> None:
         job = media_job(decode(MessageReceived, event.value))  # InvalidPayload: dead letter
         if job is None:
             return
+        started = time.perf_counter()
         report, transient = await get_fetcher().resolve(job)
         await (await reports.send(key=job.user_id.encode(), value=encode(report)))
+        metrics.published_to(reports)
+        media_fetch_seconds.observe(time.perf_counter() - started)
+        media_reports.inc(report.status)
         level = logging.INFO if report.status == "stored" else logging.WARNING
         log.log(
             level,

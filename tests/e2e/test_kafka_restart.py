@@ -58,7 +58,10 @@ def test_kafka_restart_under_load_loses_nothing_acknowledged(tmp_path: Path) -> 
     try:
         stack.start()
         meta.thread.start()
-        time.sleep(3)
+        # under load, not after a fixed time: a busy CI machine may ack slowly
+        deadline = time.monotonic() + 60
+        while len(meta.acked) < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
         broker.stop()
         acked_before = len(meta.acked)
         time.sleep(4)

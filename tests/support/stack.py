@@ -10,6 +10,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +23,24 @@ import httpx
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
 from zapstream.brokers.process import free_port
+from zapstream.settings import Settings
+from zapstream.supervisor.supervisor import worker_web_ports
 
 APP_SECRET = "e2e-app-secret"
+
+
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free ports: `zapstream up` gives worker i the web
+    port WORKER_WEB_PORT + i - 1."""
+    while True:
+        base = free_port()
+        try:
+            for port in range(base + 1, base + n):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
 
 
 def new_user() -> str:
@@ -48,7 +65,6 @@ class Stack:
                 "BROKER": broker,
                 "WEBHOOK_PORT": str(self.webhook_port),
                 "SINK_WEB_PORT": str(self.sink_port),
-                "WORKER_WEB_PORT": str(free_port()),
                 "SANDBOX_PORT": str(free_port()),
                 "WHATSAPP_APP_SECRET": APP_SECRET,
                 "BROKER_SESSION_TIMEOUT_S": "4",
@@ -66,6 +82,8 @@ class Stack:
         if bootstrap:
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.update(env)
+        if "WORKER_WEB_PORT" not in env:
+            self.env["WORKER_WEB_PORT"] = str(free_ports(int(self.env.get("WORKERS", "1"))))
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
         self._reader: threading.Thread | None = None
@@ -73,6 +91,22 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.webhook_port}"
+
+    @property
+    def sink_url(self) -> str:
+        return f"http://127.0.0.1:{self.sink_port}"
+
+    def worker_urls(self) -> list[str]:
+        """Each worker's web root (`/metrics`), as `zapstream up` assigns the ports."""
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            workers=int(self.env.get("WORKERS", "1")),
+            worker_web_port=int(self.env["WORKER_WEB_PORT"]),
+            sink_web_port=self.sink_port,
+            webhook_port=self.webhook_port,
+            sandbox_port=int(self.env["SANDBOX_PORT"]),
+        )
+        return [f"http://127.0.0.1:{port}" for port in worker_web_ports(settings)]
 
     @property
     def bootstrap(self) -> str:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
 from schemas.processing import ProcessingDeadLetter
+from schemas.reengagement import Reengagement
 from schemas.topics import Topics
 from sinks import wire
 from sinks.routes import Route, routes
@@ -87,6 +88,18 @@ def samples() -> list[tuple[str, bytes]]:
             ),
         )
     )
+    for event, returned in (("sent", None), ("returned", received)):
+        reengaged = Reengagement(
+            event=event,  # type: ignore[arg-type]
+            reengagement_id="reng_1",
+            user_id="5511987654321",
+            quiet_since=datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC),
+            sent_at=datetime(2026, 11, 26, 11, 0, 0, tzinfo=UTC),
+            kind="text",
+            outbound_id="out_1",
+            returned_at=returned,
+        )
+        out.append(("Reengagement", encode(reengaged)))
     return out
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 from typing import Any
 
 import faust
 
+from zapstream.errors import ConfigurationError
 from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging, install_masking_everywhere
 from zapstream.log_throttle import throttle_library_logs
@@ -85,13 +87,36 @@ def _run_faust(app: faust.App, settings: Settings) -> None:
     worker.execute_from_commandline()
 
 
+def require_free_port(setting: str, port: int, host: str = "127.0.0.1") -> None:
+    """One clear line instead of Faust's traceback when the worker's web port is
+    taken (by another worker on this host, say)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"{setting}: {host}:{port} is in use ({exc.strerror}); give each worker "
+                "on a host its own port (`zapstream up` does)"
+            ) from exc
+
+
 def run_worker(settings: Settings) -> None:
+    from processors import metrics
     from processors.agents import register_agents
     from processors.app import create_faust_app
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
+    require_free_port("WORKER_WEB_PORT", settings.worker_web_port)
     use_event_loop(settings)
-    app = create_faust_app(settings, app_id=settings.app_id, web_port=settings.worker_web_port)
+    app = create_faust_app(
+        settings,
+        app_id=settings.app_id,
+        web_port=settings.worker_web_port,
+        web=True,
+        tables=True,
+    )
     register_agents(app, settings)
+    metrics.expose(app)  # GET /metrics on WORKER_WEB_PORT
     _run_faust(app, settings)

@@ -39,6 +39,20 @@ COLORS = ["36", "33", "35", "32", "34", "31"]
 MAX_RESTARTS_PER_MINUTE = 5
 
 
+def worker_web_ports(settings: Settings) -> list[int]:
+    """The web port (`/metrics`) of each worker `zapstream up` starts: WORKER_WEB_PORT,
+    then the next ports up, skipping the ports of the sink, the webhook API and the
+    sandbox (with the defaults: 6066, 6068, 6069, ...)."""
+    taken = {settings.sink_web_port, settings.webhook_port, settings.sandbox_port}
+    ports: list[int] = []
+    port = settings.worker_web_port
+    while len(ports) < settings.workers:
+        if port not in taken:
+            ports.append(port)
+        port += 1
+    return ports
+
+
 @dataclass
 class Child:
     name: str
@@ -142,9 +156,11 @@ class Supervisor:
         if not s.graph_api_base_url:
             self.spawn("sandbox", ["sandbox"], env)
         self.spawn("sink", ["sink"], self._member(env, "sink", static))
-        for i in range(s.workers):
+        for i, port in enumerate(worker_web_ports(s)):
             name = f"worker{i + 1}" if s.workers > 1 else "worker"
-            self.spawn(name, ["worker"], self._member(env, name, static))
+            slot = {"WORKER_SLOT": name} if "WORKER_SLOT" not in env else {}
+            worker_env = {**self._member(env, name, static), "WORKER_WEB_PORT": str(port), **slot}
+            self.spawn(name, ["worker"], worker_env)
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
@@ -203,11 +219,14 @@ class Supervisor:
             "zapstream is up",
             f"  broker        {broker}{data}",
             f"  webhook       {s.webhook_url}   (GET verifies, POST receives)",
-            f"  health        http://{s.webhook_host}:{s.webhook_port}/readyz   metrics: /metrics",
+            f"  health        http://{s.webhook_host}:{s.webhook_port}/readyz",
             f"  graph api     {s.graph_base_url}"
             + ("   (local sandbox)" if not s.graph_api_base_url else ""),
             f'  duckdb        {s.resolved_duckdb_path}   (query: zapstream db "SELECT ...")',
             f"  workers       {s.workers}",
+            f"  metrics       api :{s.webhook_port}, sink :{s.sink_web_port}, "
+            f"worker{'s' if s.workers > 1 else ''} :{', :'.join(map(str, worker_web_ports(s)))}"
+            "   (GET /metrics, Prometheus)",
         ]
         dev = s.dev_defaults_in_use()
         if dev:
