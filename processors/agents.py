@@ -7,6 +7,7 @@ call a pure function, store state in tables and route events to topics. The chai
                                                                  embeddings
     outbound.high / outbound.low ──send (Graph API, per-user lanes)──▶ results, dead letters
     statuses ──confirm──▶ (the send ledger: which outbound ids Meta reported)
+    inbound ──media-pick──▶ media.requested ──media (Graph, MEDIA_DIR)──▶ media  (processors.media)
 
 One hop from the webhook's record to the engine: dedupe, debounce and the engine share
 the user's key and partition, so they run in one handler over one state record per
