@@ -32,7 +32,7 @@ try:  # optional: /proc is read directly without it
 except ImportError:  # pragma: no cover - depends on the venv
     psutil = None
 
-ROLES = ("broker", "worker", "sink", "api", "sandbox", "up")
+ROLES = ("broker", "worker", "embedder", "sink", "api", "sandbox", "up")
 """Columns of the CPU split: `up` is the supervisor itself (it relays every log line)."""
 
 # Settings a developer's shell may hold that would change what is measured.

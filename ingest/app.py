@@ -24,9 +24,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ingest.dashboard import dashboard_router
+from ingest.handoffs import handoffs_router
 from ingest.metrics import IngestMetrics
 from ingest.parse import ParsedWebhook, fingerprint, parse_webhook
 from ingest.publisher import Outgoing, Publisher, to_outgoing
+from ingest.search import search_router
 from ingest.signature import verify_signature
 from schemas.events import WebhookUnrecognized
 from schemas.topics import Topics, all_topic_specs
@@ -242,6 +244,8 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             metrics.published.labels(item.topic).inc()
         return "accepted", JSONResponse({"status": "ok", "events": len(items)})
 
+    app.include_router(handoffs_router(settings, publisher, connector.connected.is_set))
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -262,4 +266,5 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     async def metrics_endpoint() -> Response:
         return Response(exposition(metrics.registry), media_type=CONTENT_TYPE)
 
+    app.include_router(search_router(settings))
     return app

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import faust
-import orjson
 from pydantic import BaseModel
 
 from processors import debounce, metrics
-from processors.actions import EmbedText, RequestHandoff
+from processors.embeddings.requests import embedding_requests
 from processors.engine import load_engine, turn_decided
 from processors.faust_transport import mark_received
 from processors.graph_client import GraphClient
+from processors.handoff.lifecycle import turn_events as handoff_turn_events
 from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
 from processors.media.agent import register_media
@@ -307,6 +307,14 @@ def _register_converse(worker: Worker) -> None:
         if new_state is not None:
             store(user, new_state.model_copy(update={"applied": tuple(origin)}), origin)
 
+    def embedding_items(turn: Turn) -> list[tuple[Any, str, BaseModel | bytes]]:
+        """One embedding request per text message of the turn, whatever the engine
+        decided (also while a human has the conversation). Any path that closes a
+        turn publishes these with its other effects."""
+        if not settings.embedding_workers:
+            return []  # embeddings off
+        return [(out["embeddings"], turn.user_id, r) for r in embedding_requests(turn)]
+
     async def decide(turn: Turn, state: UserState, now: datetime) -> Any:
         started = time.perf_counter()
         decision = await engine.decide(state.session, turn, now)
@@ -316,10 +324,9 @@ def _register_converse(worker: Worker) -> None:
             (out["outbound_high"] if m.priority == "high" else out["outbound_low"], turn.user_id, m)
             for m in outbound
         ]
-        for action in decision.actions:
-            if isinstance(action, RequestHandoff | EmbedText):
-                name = "handoffs" if isinstance(action, RequestHandoff) else "embeddings"
-                items.append((out[name], turn.user_id, _action_event(turn, action, now)))
+        handoffs = handoff_turn_events(state.session, decision.session, turn, decision.actions, now)
+        items += [(out["handoffs"], turn.user_id, e) for e in handoffs]
+        items += embedding_items(turn)  # the engine's EmbedText actions: these supersede them
         decided = turn_decided(turn, decision, engine=settings.engine, decided_at=utcnow())
         items.append((out["decisions"], turn.user_id, decided))
         await publish_all(items)
@@ -355,18 +362,6 @@ def _bind(fn: Callable[[T], Awaitable[None]], arg: T) -> Callable[[], Awaitable[
 
 async def _ack(event: Any) -> None:
     event.ack()
-
-
-def _action_event(turn: Turn, action: RequestHandoff | EmbedText, now: datetime) -> bytes:
-    doc = {
-        "schema_version": 1,
-        "turn_id": turn.turn_id,
-        "user_id": turn.user_id,
-        "phone_number_id": turn.phone_number_id,
-        "at": now.isoformat(),
-        **action.model_dump(mode="json"),
-    }
-    return orjson.dumps(doc)
 
 
 # --- send: Graph API, once per outbound id ------------------------------------------------

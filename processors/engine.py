@@ -8,7 +8,11 @@ sees what `load_engine` returns, a `GuardedEngine`, so it always writes
 
 and every engine's output has passed the same policies (pure functions, tested once):
   * opt-out: a user who opted out before this turn gets no message (`enforce_opt_out`);
-  * the 24-hour customer-service window: outside it only templates (`enforce_service_window`).
+  * the 24-hour customer-service window: outside it only templates (`enforce_service_window`);
+  * human handoff: while a human has the conversation the bot sends nothing
+    (`enforce_handoff`); a handoff the engine asks for opens in the session
+    (`track_handoff`), and one nobody released ends after HANDOFF_EXPIRE_S
+    (`expire_handoff`).
 """
 
 from __future__ import annotations
@@ -20,14 +24,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
-from processors.actions import FREE_FORM_TYPES, SEND_TYPES, Action, SendTemplate, action_to_dict
+from processors.actions import (
+    FREE_FORM_TYPES,
+    SEND_TYPES,
+    Action,
+    MarkRead,
+    RequestHandoff,
+    SendTemplate,
+    action_to_dict,
+)
 from schemas.conversation import Session, Turn, TurnDecided
+from schemas.handoff import handoff_id_for
 from zapstream.errors import ConfigurationError
 
 SERVICE_WINDOW = timedelta(hours=24)
 OUTSIDE_WINDOW = "outside_service_window"
 OPTED_OUT = "opted_out"
 DUPLICATE_TURN = "duplicate_turn"
+HANDOFF_ACTIVE = "handoff_active"
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,62 @@ def enforce_opt_out(
     return PolicyResult(kept, dropped)
 
 
+def _in_handoff(session: Session | None) -> bool:
+    return session is not None and session.handoff_active
+
+
+def enforce_handoff(
+    before: Session | None, after: Session, actions: Sequence[Action]
+) -> PolicyResult:
+    """Silence while a human has the conversation: a user whose handoff was open before
+    this turn and still is gets no message, no read receipt and no second handoff
+    request (each dropped with reason `handoff_active`); other actions (embedding the
+    text) go on. The turn that opens a handoff may announce it; the turn after it
+    ended (released, expired) is answered."""
+    if not (_in_handoff(before) and after.handoff_active):
+        return PolicyResult(tuple(actions), ())
+    silenced: tuple[type, ...] = (*SEND_TYPES, MarkRead, RequestHandoff)
+    kept = tuple(a for a in actions if not isinstance(a, silenced))
+    dropped = tuple(Dropped(a, HANDOFF_ACTIVE) for a in actions if isinstance(a, silenced))
+    return PolicyResult(kept, dropped)
+
+
+def expire_handoff(session: Session | None, now: datetime, after: timedelta | None) -> Session | None:
+    """The session the engine sees: a handoff open for `after` or longer has ended (the
+    bot answers this turn). None or zero: handoffs never expire."""
+    if not (session is not None and session.handoff_active and after):
+        return session
+    since = session.handoff_since
+    if since is None or now - since < after:
+        return session
+    return session.updated(handoff_active=False, handoff_since=None, handoff_id=None)
+
+
+def track_handoff(before: Session | None, decision: Decision, turn: Turn, now: datetime) -> Decision:
+    """Keep the session's handoff fields true to the decision, whatever the engine:
+    a `RequestHandoff` (or an engine that set `handoff_active` itself) opens a handoff
+    with an id derived from this turn (a replay makes the same id) and `handoff_since`;
+    a handoff that ended loses its id. Opening one that is already open changes nothing."""
+    after = decision.session
+    requested = any(isinstance(a, RequestHandoff) for a in decision.actions)
+    if _in_handoff(before) and after.handoff_active:
+        assert before is not None
+        if after.handoff_id != before.handoff_id or after.handoff_since != before.handoff_since:
+            after = after.updated(handoff_id=before.handoff_id, handoff_since=before.handoff_since)
+    elif requested or after.handoff_active:
+        after = after.updated(
+            handoff_active=True,
+            handoff_since=after.handoff_since or now,
+            handoff_id=handoff_id_for(turn.user_id, turn.turn_id),
+            consecutive_fallbacks=0,
+        )
+    elif after.handoff_id is not None or after.handoff_since is not None:
+        after = after.updated(handoff_id=None, handoff_since=None)
+    if after is decision.session:
+        return decision
+    return Decision(after, decision.actions, decision.intent, decision.dropped)
+
+
 def apply_policies(
     before: Session | None,
     decision: Decision,
@@ -161,10 +231,11 @@ def apply_policies(
     margin: timedelta = timedelta(0),
 ) -> Decision:
     opt = enforce_opt_out(before, decision.session, decision.actions)
+    human = enforce_handoff(before, decision.session, opt.actions)
     win = enforce_service_window(
-        decision.session, opt.actions, now, fallback_template=fallback_template, margin=margin
+        decision.session, human.actions, now, fallback_template=fallback_template, margin=margin
     )
-    dropped = decision.dropped + opt.dropped + win.dropped
+    dropped = decision.dropped + opt.dropped + human.dropped + win.dropped
     return Decision(decision.session, win.actions, decision.intent, dropped)
 
 
@@ -197,18 +268,21 @@ class GuardedEngine:
         *,
         fallback_template: SendTemplate | None = None,
         margin: timedelta = timedelta(0),
+        handoff_expiry: timedelta | None = None,
     ) -> None:
         self.engine = engine
         self.name = engine.name
         self.fallback_template = fallback_template
         self.margin = margin
+        self.handoff_expiry = handoff_expiry
 
     async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision:
         if session is not None and session.last_turn_id == turn.turn_id:
             return Decision(session, (), DUPLICATE_TURN)
-        decision = await self.engine.decide(session, turn, now)
+        seen = expire_handoff(session, now, self.handoff_expiry)
+        decision = track_handoff(seen, await self.engine.decide(seen, turn, now), turn, now)
         return apply_policies(
-            session, decision, now, fallback_template=self.fallback_template, margin=self.margin
+            seen, decision, now, fallback_template=self.fallback_template, margin=self.margin
         )
 
     async def aclose(self) -> None:
@@ -253,7 +327,8 @@ def _call_with_accepted(factory: Callable[..., Any], options: Mapping[str, Any])
 def load_engine(spec: str, /, **options: Any) -> GuardedEngine:
     """The engine named by ENGINE (`playbook`, `echo`, `http` or `package.module:factory`),
     async and guarded. Options are settings-like keyword arguments; this function reads
-    `service_window_template` (+ `_language`) and `service_window_margin_s`, the factory
+    `service_window_template` (+ `_language`), `service_window_margin_s` and
+    `handoff_expire_s`, the factory
     whichever of the rest it names (`playbook_path`, `engine_http_url`, ...)."""
     engine = _call_with_accepted(_resolve(spec), options)
     if not hasattr(engine, "decide"):
@@ -270,7 +345,13 @@ def load_engine(spec: str, /, **options: Any) -> GuardedEngine:
         else None
     )
     margin = timedelta(seconds=float(options.get("service_window_margin_s") or 0))
-    return GuardedEngine(engine, fallback_template=template, margin=margin)
+    expiry = float(options.get("handoff_expire_s") or 0)
+    return GuardedEngine(
+        engine,
+        fallback_template=template,
+        margin=margin,
+        handoff_expiry=timedelta(seconds=expiry) if expiry else None,
+    )
 
 
 def turn_decided(

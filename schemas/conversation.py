@@ -80,6 +80,8 @@ class Session(Event):
     handoff_active: bool = False
     handoff_since: datetime | None = None
     """When the bot went quiet for a human; lets a forgotten handoff expire."""
+    handoff_id: str | None = None
+    """The open handoff (`schemas.handoff.handoff_id_for`); None while none is open."""
     opted_out: bool = False
     language: str | None = None
     last_turn_id: str | None = None

@@ -26,7 +26,10 @@ class Topics:
     dead_letters: str
     handoffs: str
     embeddings: str
+    """Embedding requests (`schemas.embeddings.EmbeddingRequested`): converse → embedder."""
     processing_dead_letters: str
+    embedding_vectors: str
+    """Vectors (`schemas.embeddings.EmbeddingComputed`): embedder → sink."""
     reengagements: str
     media: str
     media_requested: str
@@ -46,6 +49,7 @@ class Topics:
             handoffs=f"{p}.handoffs.v1",
             embeddings=f"{p}.embeddings.requested.v1",
             processing_dead_letters=f"{p}.processing.deadletters.v1",
+            embedding_vectors=f"{p}.embeddings.vectors.v1",
             reengagements=f"{p}.reengagements.v1",
             media=f"{p}.media.v1",
             media_requested=f"{p}.media.requested.v1",
@@ -69,6 +73,7 @@ class Topics:
             self.handoffs,
             self.embeddings,
             self.processing_dead_letters,
+            self.embedding_vectors,
             self.reengagements,
             self.media,
             self.media_requested,
@@ -79,8 +84,9 @@ class Topics:
 # Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):
 # `users` (one record per user: session, debounce buffer, last applied record),
 # `seen` (dedupe, one entry per message id), `sent` and `confirmed` (the send ledger,
-# one entry per outbound id). See processors/tables.py.
-WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed")
+# one entry per outbound id), `notified` (the handoff notifier's ledger, one entry per
+# handoff). See processors/tables.py.
+WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed", "notified")
 
 
 def faust_internal_topics(settings: Settings) -> list[TopicSpec]:

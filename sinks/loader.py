@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from sinks.batch import SEQ, Decoded, to_arrow
-from sinks.migrate import migrate
+from sinks.migrate import keep_file_array_sizes, migrate
 from sinks.tables import REJECTED, SINK_DEAD_LETTERS, TABLES, TableSpec
 from zapstream.errors import InvalidPayload, RowNotLoadable, SinkBusy, SinkStorageUnavailable
 
@@ -146,6 +146,7 @@ class Loader:
                 f"cannot open {self.path} for writing: another process holds it ({exc}). "
                 "Exactly one `zapstream sink` may run per DuckDB file."
             ) from exc
+        self.tables = {s.name: s for s in keep_file_array_sizes(self._con, self.tables.values())}
         migrate(self._con, self.tables.values())
         self._reader = self._con.cursor()
 

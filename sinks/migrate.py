@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,39 @@ DUCK_TYPES: dict[pa.DataType, str] = {
 
 
 def column_type(spec: TableSpec, field: pa.Field) -> str:
+    override = dict(spec.duck_types).get(field.name)
+    if override is not None:
+        return override
     return "JSON" if field.name in spec.json_columns else DUCK_TYPES[field.type]
+
+
+def keep_file_array_sizes(
+    con: duckdb.DuckDBPyConnection, specs: Iterable[TableSpec]
+) -> list[TableSpec]:
+    """A fixed-size array column (`FLOAT[384]`) keeps the size the file already has:
+    another EMBEDDING_MODEL must not stop the whole sink. Its vectors of the other size
+    are refused row by row (sink_dead_letters) and search says which model the table
+    holds; a warning here says what to do."""
+    out: list[TableSpec] = []
+    for spec in specs:
+        existing = _columns(con, spec.name) if spec.duck_types else {}
+        types = []
+        for column, want in spec.duck_types:
+            have = existing.get(column)
+            if have is not None and have != want and want.endswith("]") and have.endswith("]"):
+                log.warning(
+                    "%s.%s is %s in the file, %s for the configured model: keeping the file's; "
+                    "vectors of the other size will be dead-lettered (move the table aside "
+                    "to start afresh)",
+                    spec.name,
+                    column,
+                    have,
+                    want,
+                )
+                want = have
+            types.append((column, want))
+        out.append(replace(spec, duck_types=tuple(types)) if spec.duck_types else spec)
+    return out
 
 
 def table_ddl(spec: TableSpec) -> str:
@@ -119,4 +152,40 @@ LEFT JOIN steps s ON s.wamid = r.wamid
 LEFT JOIN dead_letters d ON d.outbound_id = o.outbound_id
 """
 
-VIEWS: list[str] = [DELIVERY_VIEW]
+# One row per handoff (the contract of the `handoffs` table): each step's first time,
+# and the outcome. An agent's reply counts for the handoff of its user open at that
+# time (the API does not wait for the handoff's id to reach DuckDB).
+HANDOFFS_VIEW = """
+CREATE OR REPLACE VIEW handoffs AS
+WITH h AS (
+    SELECT handoff_id,
+           any_value(user_id) AS user_id,
+           any_value(reason) FILTER (WHERE event = 'opened') AS reason,
+           any_value(source) FILTER (WHERE event = 'opened') AS source,
+           coalesce(min(event_at) FILTER (WHERE event = 'opened'), min(opened_at)) AS opened_at,
+           min(event_at) FILTER (WHERE event = 'notified') AS notified_at,
+           min(event_at) FILTER (WHERE event = 'renotified') AS renotified_at,
+           min(event_at) FILTER (WHERE event = 'released') AS released_at,
+           min(event_at) FILTER (WHERE event = 'expired') AS expired_at,
+           any_value(reason) FILTER (WHERE event = 'notify_failed') AS notify_error,
+           count(*) FILTER (WHERE event = 'notify_failed') > 0 AS notify_failed
+    FROM handoff_events WHERE handoff_id IS NOT NULL GROUP BY handoff_id
+)
+SELECT h.handoff_id, h.user_id, h.reason, h.source, h.opened_at, h.notified_at,
+       h.renotified_at,
+       (SELECT min(r.event_at) FROM handoff_events r
+         WHERE r.event = 'agent_reply' AND r.user_id = h.user_id
+           AND (r.handoff_id = h.handoff_id
+                OR (r.handoff_id IS NULL AND r.event_at >= h.opened_at
+                    AND r.event_at <= coalesce(h.released_at, h.expired_at, 'infinity'::TIMESTAMPTZ))))
+         AS first_agent_reply_at,
+       coalesce(h.released_at, h.expired_at) AS released_at,
+       CASE WHEN h.released_at IS NOT NULL THEN 'released'
+            WHEN h.expired_at IS NOT NULL THEN 'expired'
+            WHEN h.notify_failed AND h.notified_at IS NULL THEN 'notify_failed'
+            ELSE 'open' END AS outcome,
+       h.notify_error
+FROM h
+"""
+
+VIEWS: list[str] = [DELIVERY_VIEW, HANDOFFS_VIEW]

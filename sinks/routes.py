@@ -14,7 +14,16 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel
 
-from schemas import conversation, events, media, outbound, processing, reengagement
+from schemas import (
+    conversation,
+    embeddings,
+    events,
+    handoff,
+    media,
+    outbound,
+    processing,
+    reengagement,
+)
 from schemas.codec import decode
 from schemas.topics import Topics
 from sinks import rows, wire
@@ -86,10 +95,18 @@ def routes(topics: Topics) -> dict[str, Route]:
         topics.dead_letters: route(
             outbound.DeadLetter, wire.DeadLetter, ("dead_letters", rows.dead_letter_row)
         ),
+        topics.handoffs: route(
+            handoff.HandoffEvent, wire.HandoffEvent, ("handoff_events", rows.handoff_event_row)
+        ),
         topics.processing_dead_letters: route(
             processing.ProcessingDeadLetter,
             wire.ProcessingDeadLetter,
             ("processing_dead_letters", rows.processing_dead_letter_row),
+        ),
+        topics.embedding_vectors: route(
+            embeddings.EmbeddingComputed,
+            wire.EmbeddingComputed,
+            ("embeddings", rows.embedding_row),
         ),
         topics.reengagements: route(
             reengagement.Reengagement,

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from json import encoder as _json_encoder
 from typing import Any
 
+import numpy as np
+
 Row = tuple[Any, ...]
 RowFn = Callable[[Any], Row]
 
@@ -174,6 +176,28 @@ def processing_dead_letter_row(d: Any) -> Row:
         value,
         d.value_b64,
         d.failed_at,
+    )
+
+
+def embedding_row(e: Any) -> Row:
+    """The vector as a list of floats (float32 values; Arrow makes a list of float32)."""
+    vector = np.frombuffer(base64.b64decode(e.vector_b64, validate=True), dtype="<f4").tolist()
+    return (e.message_id, e.user_id, e.model, e.dim, vector, e.text, e.at, e.embedded_at)
+
+
+def handoff_event_row(e: Any) -> Row:
+    return (
+        e.event_id,
+        e.event,
+        e.handoff_id,
+        e.user_id,
+        e.at,
+        e.reason,
+        e.source,
+        e.turn_id,
+        e.outbound_id,
+        e.attempts,
+        e.opened_at,
     )
 
 

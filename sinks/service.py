@@ -18,6 +18,7 @@ from schemas.topics import Topics
 from sinks.consumer import SinkConsumer
 from sinks.loader import Loader
 from sinks.routes import routes
+from sinks.tables import DEFAULT_EMBEDDING_DIM, TABLES, TableSpec, embeddings_spec
 from sinks.web import start_web, web_app
 from zapstream.errors import SinkBusy
 from zapstream.kafka_diagnosis import check_broker_sync
@@ -34,7 +35,7 @@ def run_sink(settings: Settings, loader: Loader | None = None) -> None:
     """Run the sink until SIGTERM. Exits at once when another sink holds the file."""
     configure_logging(settings.log_level, settings.log_format)
     throttle_library_logs()  # aiokafka logs every failed reconnection
-    loader = loader or Loader(settings.resolved_duckdb_path)
+    loader = loader or Loader(settings.resolved_duckdb_path, tables=sink_tables(settings))
     try:
         loader.open()
     except SinkBusy as exc:
@@ -47,6 +48,21 @@ def run_sink(settings: Settings, loader: Loader | None = None) -> None:
             runner.run(serve(settings, loader))
     finally:
         loader.close()
+
+
+def sink_tables(settings: Settings) -> dict[str, TableSpec]:
+    """Every table, the embeddings' vector sized for EMBEDDING_MODEL (read from its
+    folder, no model load; the default size when the folder is unusable: the
+    embedder says why)."""
+    from processors.embeddings.model import inspect_model
+    from zapstream.errors import InvalidEmbeddingModel
+
+    dim = DEFAULT_EMBEDDING_DIM
+    try:
+        dim = inspect_model(settings.embedding_model).dim or dim
+    except (InvalidEmbeddingModel, ImportError) as exc:
+        log.warning("embeddings table: EMBEDDING_MODEL unusable (%s); vector size %d", exc, dim)
+    return {**TABLES, "embeddings": embeddings_spec(dim)}
 
 
 def _tune_gc() -> None:
@@ -70,7 +86,7 @@ def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop]
 async def serve(settings: Settings, loader: Loader) -> None:
     sink = SinkConsumer(settings, loader, routes(Topics.from_settings(settings)))
     app = web_app(loader, lambda: (sink.ready, len(sink.assigned)), sink.metrics.registry)
-    web = await start_web(app, settings.sink_web_port)
+    web = await start_web(app, settings.sink_web_port, settings.sink_web_host)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sink.stop)

@@ -27,6 +27,9 @@ class TableSpec:
     json_columns: tuple[str, ...] = ()
     latest_by: tuple[str, ...] = ()
     """Snapshots: the row of a key greatest by these columns wins (upsert)."""
+    duck_types: tuple[tuple[str, str], ...] = ()
+    """(column, DuckDB type) where the type is not the Arrow type's (`sinks.migrate`):
+    e.g. a fixed-size `FLOAT[384]` filled from an Arrow list of float32."""
 
     @property
     def columns(self) -> list[str]:
@@ -34,7 +37,7 @@ class TableSpec:
 
 
 def _spec(name: str, columns: list[tuple[str, pa.DataType]], **kw: tuple[str, ...]) -> TableSpec:
-    return TableSpec(name, pa.schema(columns), **kw)
+    return TableSpec(name, pa.schema(columns), **kw)  # type: ignore[arg-type]
 
 
 MESSAGES = _spec(
@@ -205,6 +208,57 @@ PROCESSING_DEAD_LETTERS = _spec(
     key=("stage", "topic", "partition", "offset"),
 )
 
+DEFAULT_EMBEDDING_DIM = 384  # all-MiniLM-L6-v2, the packaged default model
+
+
+def embeddings_spec(dim: int = DEFAULT_EMBEDDING_DIM) -> TableSpec:
+    """One vector per message (`schemas.embeddings.EmbeddingComputed`). `vector` is a
+    fixed-size `FLOAT[dim]`, dim taken from EMBEDDING_MODEL when the table is created
+    (`sinks.service`); a vector of another size is refused by DuckDB and lands in
+    `sink_dead_letters` with the reason. `at` is the message's time."""
+    return TableSpec(
+        "embeddings",
+        pa.schema(
+            [
+                ("message_id", pa.string()),
+                ("user_id", pa.string()),
+                ("model", pa.string()),
+                ("dim", pa.int32()),
+                ("vector", pa.list_(pa.float32())),
+                ("text", pa.string()),
+                ("at", TS),
+                ("embedded_at", TS),
+            ]
+        ),
+        key=("message_id",),
+        duck_types=(("vector", f"FLOAT[{dim}]"),),
+    )
+
+
+EMBEDDINGS = embeddings_spec()
+
+# Every handoff lifecycle event (schemas.handoff), once each; the view `handoffs`
+# (sinks.migrate) folds them into one row per handoff. Events of one handoff come from
+# three places (the user's lane, the notifier, the admin API) in any order, so a
+# snapshot upsert would lose columns: folding keeps each step's first time.
+HANDOFF_EVENTS = _spec(
+    "handoff_events",
+    [
+        ("event_id", pa.string()),
+        ("event", pa.string()),
+        ("handoff_id", pa.string()),
+        ("user_id", pa.string()),
+        ("event_at", TS),
+        ("reason", pa.string()),
+        ("source", pa.string()),
+        ("turn_id", pa.string()),
+        ("outbound_id", pa.string()),
+        ("attempts", pa.int32()),
+        ("opened_at", TS),
+    ],
+    key=("event_id",),
+)
+
 # Re-engagements (processors.reengage): one row per quiet period re-engaged. The
 # `returned` event carries the whole row with returned_at set, and wins the upsert.
 REENGAGEMENTS = _spec(
@@ -290,8 +344,10 @@ TABLES: dict[str, TableSpec] = {
         SEND_RESULTS,
         DEAD_LETTERS,
         PROCESSING_DEAD_LETTERS,
+        HANDOFF_EVENTS,
         REENGAGEMENTS,
         SINK_DEAD_LETTERS,
+        EMBEDDINGS,
         MEDIA,
     )
 }

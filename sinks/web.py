@@ -144,10 +144,10 @@ async def _stream_arrow(request: web.Request, result: ArrowResult) -> web.Stream
     return resp
 
 
-async def start_web(app: web.Application, port: int) -> web.AppRunner:
+async def start_web(app: web.Application, port: int, host: str = "127.0.0.1") -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     return runner
 
 

@@ -165,6 +165,7 @@ class Session(Event, kw_only=True):
     consecutive_fallbacks: int = 0
     handoff_active: bool = False
     handoff_since: datetime | None = None
+    handoff_id: str | None = None
     opted_out: bool = False
     language: str | None = None
     last_turn_id: str | None = None
@@ -246,6 +247,43 @@ class ProcessingDeadLetter(Event, kw_only=True):
     attempts: NonNegative = 1
     value_b64: str
     failed_at: datetime
+
+
+# --- schemas.embeddings -------------------------------------------------------------------
+
+
+class EmbeddingComputed(Event, kw_only=True):
+    message_id: str
+    user_id: str
+    model: str
+    dim: int
+    vector_b64: str
+    text: str
+    at: datetime
+    embedded_at: datetime
+
+
+# --- schemas.handoff --------------------------------------------------------------------
+
+
+class HandoffEvent(Event, kw_only=True):
+    event_id: str
+    event: Literal[
+        "opened", "notified", "renotified", "agent_reply", "released", "expired", "notify_failed"
+    ]
+    handoff_id: str | None = None
+    user_id: str
+    at: datetime
+    wa_id: str | None = None
+    bsuid: str | None = None
+    phone_number_id: str | None = None
+    reason: str | None = None
+    source: Literal["engine", "agent"] | None = None
+    turn_id: str | None = None
+    text: str | None = None
+    outbound_id: str | None = None
+    attempts: int | None = None
+    opened_at: datetime | None = None
 
 
 # --- schemas.reengagement -------------------------------------------------------------

@@ -40,6 +40,43 @@ def load_settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
+SECRETS_USED: dict[str, tuple[str, ...]] = {
+    "api": ("WHATSAPP_APP_SECRET", "WHATSAPP_VERIFY_TOKEN", "ADMIN_TOKEN"),
+    "worker": ("WHATSAPP_ACCESS_TOKEN", "HELPDESK_SECRET"),
+    "sink": (),
+    "sandbox": ("WHATSAPP_APP_SECRET", "WHATSAPP_ACCESS_TOKEN"),
+}
+"""The secrets each long-running command uses (checked with ENV=production)."""
+
+
+def secrets_of_up(settings: Settings) -> tuple[str, ...]:
+    """`zapstream up` starts the api, the workers, the sink and (without
+    GRAPH_API_BASE_URL) the sandbox: it needs what they need."""
+    started = ["api", "worker", "sink"] + ([] if settings.graph_api_base_url else ["sandbox"])
+    return tuple(dict.fromkeys(name for cmd in started for name in SECRETS_USED[cmd]))
+
+
+def require_production_ready(settings: Settings, command: str, uses: tuple[str, ...]) -> None:
+    """With ENV=production, refuse to start (code 2, one line naming the secrets that
+    are missing or still development defaults; never their values)."""
+    problems = settings.production_problems(uses)
+    if problems:
+        typer.echo(
+            f"configuration error: ENV=production: zapstream {command} refuses to start: "
+            + "; ".join(problems),
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def settings_for(command: str, **overrides: object) -> Settings:
+    """The settings of a long-running command, checked for production."""
+    settings = load_settings(**overrides)
+    uses = secrets_of_up(settings) if command == "up" else SECRETS_USED.get(command, ())
+    require_production_ready(settings, command, uses)
+    return settings
+
+
 def setting_problems(exc: ValidationError) -> list[str]:
     """One line per wrong setting, named as its environment variable."""
     lines = []
@@ -80,7 +117,7 @@ def up(
     from zapstream.log import configure_logging
     from zapstream.supervisor.supervisor import Supervisor
 
-    settings = load_settings(broker=broker, workers=workers)
+    settings = settings_for("up", broker=broker, workers=workers)
     configure_logging(settings.log_level, "console")
     kind = settings.broker
     if kind == "kafka" and not settings.kafka_bootstrap_servers:
@@ -98,7 +135,7 @@ def api() -> None:
     from zapstream.supervisor.runners import run_api
 
     with exit_on_broker_errors():
-        run_api(load_settings())
+        run_api(settings_for("api"))
 
 
 @cli.command()
@@ -107,7 +144,16 @@ def worker() -> None:
     from zapstream.supervisor.runners import run_worker
 
     with exit_on_broker_errors():
-        run_worker(load_settings())
+        run_worker(settings_for("worker"))
+
+
+@cli.command()
+def embedder() -> None:
+    """Run one embedder: embedding requests in, vectors out (EMBEDDING_* settings)."""
+    from zapstream.supervisor.runners import run_embedder
+
+    with exit_on_broker_errors():
+        run_embedder(load_settings())
 
 
 @cli.command()
@@ -116,7 +162,7 @@ def sink() -> None:
     from sinks.service import run_sink
 
     with exit_on_broker_errors():
-        run_sink(load_settings())
+        run_sink(settings_for("sink"))
 
 
 @cli.command()
@@ -124,7 +170,7 @@ def sandbox() -> None:
     """Run the local Cloud API sandbox (a stand-in for graph.facebook.com)."""
     from zapstream.sandbox.app import run_sandbox
 
-    run_sandbox(load_settings())
+    run_sandbox(settings_for("sandbox"))
 
 
 @cli.command()
@@ -247,6 +293,32 @@ def db(
     from zapstream.db_query import format_table
 
     typer.echo(format_table(columns, rows))
+
+
+@cli.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for (a sentence)")],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="How many hits")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of hits")] = False,
+) -> None:
+    """Messages closest in meaning to TEXT (cosine similarity of their embeddings)."""
+    from processors.embeddings.search import SearchUnavailable
+    from processors.embeddings.search import search as run_search
+
+    settings = load_settings()
+    try:
+        with exit_on_broker_errors():
+            hits = run_search(settings, text, limit)
+    except (SearchUnavailable, ValueError) as exc:
+        typer.echo(f"search: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([h.as_dict() for h in hits], ensure_ascii=False))
+        return
+    from zapstream.db_query import format_table
+
+    rows = [(f"{h.score:.3f}", h.at or "", h.user_id, h.text, h.message_id) for h in hits]
+    typer.echo(format_table(["score", "at", "user", "text", "message_id"], rows, max_width=60))
 
 
 def _period(from_: str | None, to: str | None) -> Period:

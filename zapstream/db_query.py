@@ -42,7 +42,7 @@ def query(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]
 
 
 def through_sink(settings: Settings, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    url = f"http://127.0.0.1:{settings.sink_web_port}/query"
+    url = f"{settings.resolved_sink_url}/query"
     try:
         resp = httpx.post(url, json={"sql": sql}, timeout=30)
     except httpx.HTTPError as exc:

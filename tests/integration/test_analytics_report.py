@@ -132,6 +132,9 @@ def test_dead_letters_by_error_code(seeded: Path) -> None:
 def test_tables_not_created_yet_give_empty_figures_not_errors(tmp_path: Path) -> None:
     path = tmp_path / "core-only.duckdb"
     seed(path, contract_tables=False)
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW handoffs")  # a file written by a sink older than the handoffs view
+    con.close()
     r = _report(path)
     assert "handoffs" in r["missing_tables"]  # reengagements may come from the sink's DDL (empty)
     assert r["handoffs"]["opened"] == 0

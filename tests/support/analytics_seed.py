@@ -11,7 +11,7 @@ hand in tests/integration/test_analytics_report.py.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,6 @@ from zapstream.analytics.period import Period
 PERIOD = Period(datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
 
 CONTRACT_DDL = {
-    "handoffs": """CREATE TABLE IF NOT EXISTS handoffs (handoff_id VARCHAR PRIMARY KEY,
-        user_id VARCHAR, reason VARCHAR, source VARCHAR, opened_at TIMESTAMPTZ,
-        notified_at TIMESTAMPTZ, renotified_at TIMESTAMPTZ, first_agent_reply_at TIMESTAMPTZ,
-        released_at TIMESTAMPTZ, outcome VARCHAR)""",
     "reengagements": """CREATE TABLE IF NOT EXISTS reengagements (reengagement_id VARCHAR
         PRIMARY KEY, user_id VARCHAR, quiet_since TIMESTAMPTZ, sent_at TIMESTAMPTZ,
         kind VARCHAR, outbound_id VARCHAR, returned_at TIMESTAMPTZ)""",
@@ -173,8 +169,16 @@ def seed(path: Path, *, contract_tables: bool = True) -> None:
             ("h2", "u2", "agent", at("20:00:00"), None, "expired"),
             ("h3", "u9", "engine", at("23:00:00", day=1), at("23:01:00", day=1), "released"),
         ]:
-            insert(con, "handoffs", handoff_id=hid, user_id=user, reason="r", source=source,
-                   opened_at=opened, first_agent_reply_at=reply, outcome=outcome)
+            # `handoffs` is a view over the sink's `handoff_events` (one row per event)
+            events = [("opened", opened), ("agent_reply", reply)]
+            end = (reply or opened) + timedelta(minutes=1)
+            events.append(("released" if outcome == "released" else "expired", end))
+            for event, event_at in events:
+                if event_at is None:
+                    continue
+                insert(con, "handoff_events", event_id=f"{hid}-{event}", event=event,
+                       handoff_id=hid, user_id=user, event_at=event_at, reason="r",
+                       source=source, opened_at=opened)
         for rid, user, sent, kind, returned in [
             ("r1", "u2", at("12:00:00"), "text", at("14:00:00")),
             ("r2", "u1", at("15:00:00"), "template", None),

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from processors.debounce import Pending, close
 from schemas.conversation import Session, Turn, TurnDecided
+from schemas.embeddings import EmbeddingComputed, encode_vector
 from schemas.events import MessageReceived, StatusReceived
 from schemas.outbound import SendResult
 
@@ -95,4 +96,26 @@ def send_result(i: int = 0, *, attempts: int = 1, user: str = "5511987654321") -
         status_code=200,
         latency_ms=80.0,
         sent_at=datetime(2026, 11, 26, 12, 0, i % 60, tzinfo=UTC),
+    )
+
+
+def embedding_computed(
+    at: datetime,
+    *,
+    message_id: str = "wamid.EMB000001",
+    user: str = "5511987654321",
+    text: str = "I would like to cancel my order",
+    vector: list[float] | None = None,
+    model: str = "all-MiniLM-L6-v2",
+) -> EmbeddingComputed:
+    values = vector if vector is not None else [0.6, 0.8, 0.0]
+    return EmbeddingComputed(
+        message_id=message_id,
+        user_id=user,
+        model=model,
+        dim=len(values),
+        vector_b64=encode_vector(values),
+        text=text,
+        at=at,
+        embedded_at=at,
     )

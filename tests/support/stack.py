@@ -57,7 +57,9 @@ class Stack:
         self.sink_port = free_port()
         self.env = dict(os.environ)
         for key in list(self.env):
-            if key.startswith(("KAFKA_", "WHATSAPP_", "GRAPH_", "DEBOUNCE_", "ENGINE")):
+            if key.startswith(
+                ("KAFKA_", "WHATSAPP_", "GRAPH_", "DEBOUNCE_", "ENGINE", "EMBEDDING_", "ADMIN_")
+            ):
                 del self.env[key]
         self.env.update(
             {
@@ -77,6 +79,9 @@ class Stack:
                 # again after this wait; tests that assert "no second reply" wait past it
                 # (`Sandbox.settle`), so it is short here.
                 "SEND_CONFIRM_WAIT_S": "2",
+                # No embedder unless a test asks for one (EMBEDDING_WORKERS=1 and a shared
+                # EMBEDDING_CACHE_DIR: the int8 model is built once per session).
+                "EMBEDDING_WORKERS": "0",
             }
         )
         if bootstrap:

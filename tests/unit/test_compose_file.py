@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,14 +89,37 @@ def test_every_service_that_talks_to_kafka_points_at_the_kafka_service(
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
 
 
-def test_whatsapp_variables_are_passed_through_from_the_host(
+def required_from_host(value: Any, variable: str) -> bool:
+    """`${VAR:?message}`: Compose refuses to start while VAR is unset or empty."""
+    return isinstance(value, str) and re.fullmatch(rf"\$\{{{variable}:\?.+\}}", value) is not None
+
+
+def test_whatsapp_secrets_are_required_from_the_host_never_defaulted(
     services: dict[str, dict[str, Any]],
 ) -> None:
     for name, service in zapstream_services(services).items():
         env = service["environment"]
         assert set(env) >= WHATSAPP_VARIABLES, name
-        # No value: Compose takes the host's, or leaves it unset (never an empty secret).
-        assert all(env[v] is None for v in WHATSAPP_VARIABLES), name
+        for variable in WHATSAPP_VARIABLES:
+            assert required_from_host(env[variable], variable), (name, variable)
+
+
+def test_services_run_in_production_mode_so_dev_secrets_are_refused(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in zapstream_services(services).items():
+        assert service["environment"]["ENV"] == "production", name
+
+
+def test_the_api_requires_an_admin_token_and_the_worker_passes_the_helpdesk_through(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert required_from_host(services["api"]["environment"]["ADMIN_TOKEN"], "ADMIN_TOKEN")
+    worker = services["worker"]["environment"]
+    # optional together: without a URL no helpdesk is called; with one, the worker
+    # itself refuses to start until HELPDESK_SECRET is set (ENV=production)
+    assert worker["HELPDESK_WEBHOOK_URL"] is None
+    assert worker["HELPDESK_SECRET"] is None
 
 
 def test_topics_are_created_once_kafka_is_healthy_and_before_anything_else_starts(

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
+from schemas.handoff import HandoffEvent
 from schemas.processing import ProcessingDeadLetter
 from schemas.reengagement import Reengagement
 from schemas.topics import Topics
@@ -27,7 +28,7 @@ from sinks import wire
 from sinks.routes import Route, routes
 from sinks.rows import json_text
 from sinks.tables import TABLES
-from tests.support.events import decided, send_result
+from tests.support.events import decided, embedding_computed, send_result
 from zapstream.errors import InvalidPayload
 from zapstream.settings import Settings
 
@@ -68,6 +69,7 @@ def samples() -> list[tuple[str, bytes]]:
         ("TurnDecided", encode(decided("t1", user="55119", updated_at=received, turn_count=3)))
     )
     out.append(("SendResult", encode(send_result(4))))
+    out.append(("EmbeddingComputed", encode(embedding_computed(received))))
     out.append(
         (
             "ProcessingDeadLetter",
@@ -84,6 +86,26 @@ def samples() -> list[tuple[str, bytes]]:
                     attempts=2,
                     value_b64=ProcessingDeadLetter.encode_value(b"\xff{not json"),
                     failed_at=received,
+                )
+            ),
+        )
+    )
+    out.append(
+        (
+            "HandoffEvent",
+            encode(
+                HandoffEvent(
+                    event_id="hnd_1:opened",
+                    event="opened",
+                    handoff_id="hnd_1",
+                    user_id="5511987654321",
+                    at=received,
+                    wa_id="5511987654321",
+                    reason="asked",
+                    source="engine",
+                    turn_id="t1",
+                    text="quero falar com um atendente",
+                    opened_at=received,
                 )
             ),
         )
@@ -239,6 +261,8 @@ DERIVED: dict[str, set[str]] = {
     "statuses": {"error_code", "error_title"},
     "turns": {"message_count"},
     "processing_dead_letters": {"value"},
+    "embeddings": {"vector"},
+    "handoff_events": {"event_at"},
 }
 
 
@@ -272,6 +296,9 @@ def test_each_column_holds_the_event_field_of_its_name(kind: str, value: bytes) 
     if kind == "TurnDecided":
         row = dict(zip(TABLES["turns"].columns, route.targets[0][1](event), strict=True))
         assert row["message_count"] == len(event.message_ids)
+    if kind == "EmbeddingComputed":
+        row = dict(zip(TABLES["embeddings"].columns, route.targets[0][1](event), strict=True))
+        assert row["vector"] == event.vector.tolist()
     if kind == "ProcessingDeadLetter":
         row = dict(
             zip(TABLES["processing_dead_letters"].columns, route.targets[0][1](event), strict=True)

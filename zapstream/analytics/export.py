@@ -124,7 +124,7 @@ def _copy_here(reader: Reader, sql: str, path: Path) -> int:
 
 
 def _copy_through_sink(reader: Reader, sql: str, path: Path) -> int:
-    url = f"http://127.0.0.1:{reader.settings.sink_web_port}/export"
+    url = f"{reader.settings.resolved_sink_url}/export"
     count = 0
     try:
         with httpx.stream("POST", url, json={"sql": sql}, timeout=httpx.Timeout(30, read=300)) as resp:

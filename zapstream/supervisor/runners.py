@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import sys
+import time
 from typing import Any
 
 import faust
@@ -105,6 +106,7 @@ def run_worker(settings: Settings) -> None:
     from processors import metrics
     from processors.agents import register_agents
     from processors.app import create_faust_app
+    from processors.handoff.agent import register_handoff
 
     configure_logging(settings.log_level, settings.log_format)
     check_broker_sync(settings.require_bootstrap())
@@ -117,6 +119,56 @@ def run_worker(settings: Settings) -> None:
         web=True,
         tables=True,
     )
-    register_agents(app, settings)
+    register_handoff(register_agents(app, settings))  # handoff: commands, notifier
     metrics.expose(app)  # GET /metrics on WORKER_WEB_PORT
+    _run_faust(app, settings)
+
+
+def run_embedder(settings: Settings) -> None:
+    """One embedder process (`processors.embedder`). The model folder is checked first
+    (an unusable EMBEDDING_MODEL is a ConfigurationError: one line, exit code 2), then
+    the model is loaded (built first, the first time) before the process joins the
+    consumer group."""
+    from processors.embeddings.model import offline
+
+    offline()  # HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before anything imports transformers
+    from processors.embedder import (
+        Embedder,
+        build_encoder,
+        check_model,
+        create_embedder_app,
+        lower_priority,
+        register_embedder,
+    )
+
+    configure_logging(settings.log_level, settings.log_format)
+    model = check_model(settings)
+    encoder = build_encoder(settings)
+    check_broker_sync(settings.require_bootstrap())
+    port = settings.embedding_web_port
+    if port is not None:
+        require_free_port("EMBEDDING_WEB_PORT", port)
+    # Loaded before joining the consumer group: the first start builds the int8 file
+    # (the torch import and export hold the GIL for many seconds, which starved
+    # Faust's consumer thread of heartbeats when done inside the agent).
+    started = time.monotonic()
+    encoder.warm_up()  # InvalidEmbeddingModel here: one line, exit code 2
+    priority = lower_priority()  # before any other thread starts: they inherit it
+    log.info(
+        "embedding model ready",
+        extra={
+            "model": model.name,
+            "backend": encoder.backend,
+            "dim": model.dim,
+            "seconds": round(time.monotonic() - started, 1),
+            "cpu_priority": priority,
+        },
+    )
+    use_event_loop(settings)
+    app = create_embedder_app(settings)
+    register_embedder(app, settings, Embedder(encoder, model))
+    if port is not None:
+        from processors import metrics
+
+        metrics.expose(app)  # GET /metrics on EMBEDDING_WEB_PORT
     _run_faust(app, settings)

@@ -37,6 +37,9 @@ COLORS = ["36", "33", "35", "32", "34", "31"]
 
 
 MAX_RESTARTS_PER_MINUTE = 5
+CONFIGURATION_ERROR_EXIT = 2
+"""The exit code of a child that refused its configuration (`zapstream.cli`): restarting
+it cannot help, so it is not restarted."""
 
 
 def worker_web_ports(settings: Settings) -> list[int]:
@@ -53,6 +56,20 @@ def worker_web_ports(settings: Settings) -> list[int]:
     return ports
 
 
+def embedder_web_ports(settings: Settings) -> list[int]:
+    """The `/metrics` port of each embedder `zapstream up` starts: the ports after the
+    workers' (skipping the same taken ones)."""
+    taken = {settings.sink_web_port, settings.webhook_port, settings.sandbox_port}
+    taken |= set(worker_web_ports(settings))
+    ports: list[int] = []
+    port = max(worker_web_ports(settings), default=settings.worker_web_port) + 1
+    while len(ports) < settings.embedding_workers:
+        if port not in taken:
+            ports.append(port)
+        port += 1
+    return ports
+
+
 @dataclass
 class Child:
     name: str
@@ -61,6 +78,9 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
     restarts: list[float] = field(default_factory=list)
+    optional: bool = False
+    """The stack runs on without it (the embedders): a configuration error stops only it."""
+    given_up: bool = False
 
 
 class Supervisor:
@@ -110,8 +130,10 @@ class Supervisor:
             return env
         return {**env, "CONSUMER_GROUP_INSTANCE_ID": f"{self.settings.app_id}-{name}"}
 
-    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Child:
-        child = Child(name, command, env)
+    def spawn(
+        self, name: str, command: list[str], env: dict[str, str], *, optional: bool = False
+    ) -> Child:
+        child = Child(name, command, env, optional=optional)
         self._launch(child)
         self.children.append(child)
         return child
@@ -161,6 +183,10 @@ class Supervisor:
             slot = {"WORKER_SLOT": name} if "WORKER_SLOT" not in env else {}
             worker_env = {**self._member(env, name, static), "WORKER_WEB_PORT": str(port), **slot}
             self.spawn(name, ["worker"], worker_env)
+        for i, port in enumerate(embedder_web_ports(s)):
+            name = f"embedder{i + 1}" if s.embedding_workers > 1 else "embedder"
+            embedder_env = {**self._member(env, name, static), "EMBEDDING_WEB_PORT": str(port)}
+            self.spawn(name, ["embedder"], embedder_env, optional=True)
         self.spawn("api", ["api"], env)
         self._wait_healthy(f"http://{s.webhook_host}:{s.webhook_port}/healthz")
         self._wait_healthy(
@@ -187,11 +213,16 @@ class Supervisor:
         """Restart a child that died (a crashed worker resumes from its committed offsets
         and its tables' changelogs); give up when one keeps dying."""
         for child in self.children:
-            if child.proc is None or child.proc.poll() is None or self._stopping.is_set():
+            if child.given_up or child.proc is None or child.proc.poll() is None:
+                continue
+            if self._stopping.is_set():
                 continue
             now = time.monotonic()
             child.restarts = [t for t in child.restarts if now - t < 60] + [now]
             code = child.proc.returncode
+            if code == CONFIGURATION_ERROR_EXIT:
+                self._configuration_error(child)
+                continue
             if len(child.restarts) > MAX_RESTARTS_PER_MINUTE:
                 raise ZapstreamError(
                     f"{child.name} (pid {child.proc.pid}) keeps exiting (last code {code})"
@@ -200,6 +231,22 @@ class Supervisor:
                 "up", f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting it"
             )
             self._launch(child)
+
+    def _configuration_error(self, child: Child) -> None:
+        """A child that exited on a configuration error (its own output above says
+        which setting) is not restarted: it would fail the same way in a loop. An
+        optional child (an embedder) stays down and the stack runs on without it;
+        any other stops the stack with code 2."""
+        assert child.proc is not None
+        what = f"{child.name} (pid {child.proc.pid}) exited on a configuration error (code 2)"
+        if not child.optional:
+            raise ConfigurationError(f"{what}; not restarting it: fix the setting it names")
+        child.given_up = True
+        self.say(
+            "up",
+            f"{what}; not restarting it: fix the setting it names and restart the stack "
+            "(everything else keeps running)",
+        )
 
     def banner(self, bootstrap: str) -> None:
         s = self.settings
@@ -224,16 +271,26 @@ class Supervisor:
             + ("   (local sandbox)" if not s.graph_api_base_url else ""),
             f'  duckdb        {s.resolved_duckdb_path}   (query: zapstream db "SELECT ...")',
             f"  workers       {s.workers}",
+            f"  embedders     {s.embedding_workers}"
+            + ('   (search: zapstream search "text")' if s.embedding_workers else "   (off)"),
             f"  metrics       api :{s.webhook_port}, sink :{s.sink_web_port}, "
             f"worker{'s' if s.workers > 1 else ''} :{', :'.join(map(str, worker_web_ports(s)))}"
-            "   (GET /metrics, Prometheus)",
+            + (
+                f", embedder{'s' if s.embedding_workers > 1 else ''} "
+                f":{', :'.join(map(str, embedder_web_ports(s)))}"
+                if s.embedding_workers
+                else ""
+            )
+            + "   (GET /metrics, Prometheus)",
+            f"  handoffs      http://{s.webhook_host}:{s.webhook_port}/handoffs   (bearer ADMIN_TOKEN"
+            + ("" if s.admin_token else ": unset, so 403")
+            + "; helpdesk "
+            + ("notified)" if s.helpdesk_webhook_url else "not notified: HELPDESK_WEBHOOK_URL unset)"),
         ]
         dev = s.dev_defaults_in_use()
         if dev:
+            # names only: a secret's value is never printed (the defaults are in the README)
             lines.append(f"  DEV SECRETS in use (set them for production): {', '.join(dev)}")
-            lines.append(
-                f"    app secret '{s.whatsapp_app_secret.get_secret_value()}', verify token '{s.whatsapp_verify_token.get_secret_value()}'"
-            )
         lines.append('  try: zapstream webhook send "olá"     stop: Ctrl-C')
         for line in lines:
             self.say("up", line)
