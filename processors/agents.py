@@ -7,6 +7,7 @@ call a pure function, store state in tables and route events to topics. The chai
                                                                  embeddings
     outbound.high / outbound.low ──send (Graph API, per-user lanes)──▶ results, dead letters
     statuses ──confirm──▶ (the send ledger: which outbound ids Meta reported)
+    inbound ──media-pick──▶ media.requested ──media (Graph, MEDIA_DIR)──▶ media  (processors.media)
 
 One hop from the webhook's record to the engine: dedupe, debounce and the engine share
 the user's key and partition, so they run in one handler over one state record per
@@ -35,6 +36,7 @@ from processors.graph_client import GraphClient
 from processors.handoff.lifecycle import turn_events as handoff_turn_events
 from processors.in_order import InOrder
 from processors.lanes import KeyedLanes, RetryPlan
+from processors.media.agent import register_media
 from processors.outbound import to_outbound
 from processors.reengage.timer import install as install_reengage
 from processors.sender import Sender, share_of_partitions
@@ -174,6 +176,7 @@ def register_agents(
     _register_converse(worker)
     _register_senders(worker)
     _register_housekeeping(worker)
+    register_media(worker, lane_agent)
     return worker
 
 

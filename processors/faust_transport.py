@@ -19,7 +19,7 @@ with that test (tests/unit unless said otherwise):
 |---|---|---|
 | `_ConsumerThread._create_worker_consumer`, `.pace` | fetch wait hard-coded to 1500 ms | `test_fetch_wait.py`; bench/chain_bench.py (latency, idle CPU) |
 | `_Consumer._new_offset`, `_add_gap`, `_accept_gap` | commits skip one unacked offset and fill "gaps" | `test_skipped_acks.py::test_offsets_that_hold_no_record_do_not_block_the_commit`, `::test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit` |
-| `_Consumer.ack`, `release` | a stream skips *and acks* events held at a rebalance | `test_skipped_acks.py::test_an_event_skipped_while_flow_is_suspended_is_released_but_not_done`, `::test_an_event_of_an_older_generation_is_not_done` |
+| `_Consumer.ack`, `release` | a stream skips *and acks* events held at a rebalance | `test_skipped_acks.py::test_an_event_skipped_while_flow_is_suspended_is_released_but_not_done`, `::test_an_event_of_an_older_generation_is_not_done`, `::test_an_event_one_of_two_agents_skipped_in_a_rebalance_is_not_done` |
 | `_Consumer.perform_seek`, `seek`, `_seek_done` | partitions resume before the seek to committed offsets | `test_skipped_acks.py::test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done`, `::test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads` |
 | `ReadOffsets` (Faust's `_read_offset`) | one number means "delivered" and "sought to" | `test_read_offsets.py` |
 | `_Consumer._drain_messages`, `_seek_back` | records dropped at a flow suspension or jumped over after a seek | tests/e2e `test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice`, bench/crash_soak.py |
@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from typing import Any, cast
-from weakref import WeakSet
+from weakref import WeakKeyDictionary, WeakSet
 
 import faust
 from faust.transport import consumer as faust_consumer
@@ -169,7 +169,9 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         self._redeliver: dict[Any, int] = {}
         # the consumer generation whose seek to the committed offsets has completed
         self._sought_generation: int | None = None
-        self.received: WeakSet[Any] = WeakSet()  # messages an agent got (mark_received)
+        # message -> how many agents got it (mark_received): several agents may read
+        # one topic (converse and media-pick both read the inbound topic)
+        self.received: WeakKeyDictionary[Any, int] = WeakKeyDictionary()
         self.guards: WeakSet[Any] = WeakSet()  # the agents' in_order.InOrder guards (describe)
 
     def ack(self, message: Any) -> bool:
@@ -178,8 +180,12 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         does not wait for it. Counted as done, that offset was committed and its
         message lost (measured: a reply missing after a worker SIGKILL). An event no
         agent received is therefore released but not counted as done: the partition is
-        sought back to its committed offset at the assignment, and it comes again."""
-        if message not in self.received and self._skipped_by_stream(message):
+        sought back to its committed offset at the assignment, and it comes again.
+        Where several agents read the topic, the final ack may come from the one that
+        skipped it after another handled it: it is done only if every agent got it."""
+        if self._skipped_by_stream(message) and self.received.get(message, 0) < self._readers(
+            message
+        ):
             self.release(message)
             self.log.info(
                 "offset %s of %s skipped during a rebalance; it will be read again",
@@ -187,8 +193,14 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
                 message.tp,
             )
             return False
-        self.received.discard(message)
+        self.received.pop(message, None)
         return bool(super().ack(message))
+
+    def _readers(self, message: Any) -> int:
+        """How many agents' channels the conductor delivers this partition to (the
+        references it gave the message)."""
+        index = cast(Any, self.app.topics)._tp_index
+        return max(1, len(index.get(message.tp, ())))
 
     async def perform_seek(self) -> None:
         """Faust's seek of every assigned partition to its committed offset, after a
@@ -233,7 +245,7 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
         with ack_lock:
             message.acked = True
             self._unacked_messages.discard(message)
-            self.received.discard(message)
+            self.received.pop(message, None)
             notify(self._waiting_for_ack)
 
     def describe(self) -> str:
@@ -417,7 +429,7 @@ def mark_received(event: Any) -> None:
     metrics.consumed.inc(event.message.topic)
     received = getattr(event.app.consumer, "received", None)
     if received is not None:
-        received.add(event.message)
+        received[event.message] = received.get(event.message, 0) + 1
 
 
 class _Transport(faust_aiokafka.Transport):  # type: ignore[misc]

@@ -33,6 +33,8 @@ class Topics:
     reengagements: str
     replay_decisions: str
     replay_runs: str
+    media: str
+    media_requested: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics:
@@ -53,6 +55,8 @@ class Topics:
             reengagements=f"{p}.reengagements.v1",
             replay_decisions=f"{p}.replay.decisions.v1",
             replay_runs=f"{p}.replay.runs.v1",
+            media=f"{p}.media.v1",
+            media_requested=f"{p}.media.requested.v1",
         )
 
     def outbound(self, priority: str) -> str:
@@ -76,6 +80,8 @@ class Topics:
             self.embedding_vectors,
             self.reengagements,
             self.replay_decisions,
+            self.media,
+            self.media_requested,
         ]
         return [TopicSpec(t, n) for t in keyed] + [
             TopicSpec(self.unrecognized, 1),

@@ -19,6 +19,7 @@ from schemas import (
     embeddings,
     events,
     handoff,
+    media,
     outbound,
     processing,
     reengagement,
@@ -121,4 +122,5 @@ def routes(topics: Topics) -> dict[str, Route]:
         topics.replay_runs: route(
             replay.ReplayRunFinished, wire.ReplayRunFinished, ("replay_runs", rows.replay_run_row)
         ),
+        topics.media: route(media.MediaFetched, wire.MediaFetched, ("media", rows.media_row)),
     }

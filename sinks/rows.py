@@ -242,3 +242,21 @@ def replay_run_row(r: Any) -> Row:
         r.turns,
         r.changed,
     )
+
+
+def media_row(m: Any) -> Row:
+    return (
+        m.media_id,
+        m.message_id,
+        m.user_id,
+        m.mime_type,
+        m.size_bytes,
+        m.sha256,
+        m.path,
+        m.status,
+        m.reason,
+        m.fetched_at,
+        m.media_type,
+        m.filename,
+        m.attempts,
+    )

@@ -315,6 +315,32 @@ REPLAY_RUNS = _spec(
     json_columns=("selection",),
 )
 
+# One row per inbound media id: the latest report of the media agent wins (a
+# `failed` media stored on a later delivery becomes `stored`). A re-report of a stored
+# file (a redelivered webhook) carries the file's own time and 0 attempts, so the
+# report of the download itself stays, in whatever order they arrive. `path` is
+# relative to MEDIA_DIR.
+MEDIA = _spec(
+    "media",
+    [
+        ("media_id", pa.string()),
+        ("message_id", pa.string()),
+        ("user_id", pa.string()),
+        ("mime_type", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("sha256", pa.string()),
+        ("path", pa.string()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("fetched_at", TS),
+        ("media_type", pa.string()),
+        ("filename", pa.string()),
+        ("attempts", pa.int32()),
+    ],
+    key=("media_id",),
+    latest_by=("fetched_at", "attempts"),
+)
+
 # The sink's own bookkeeping: events it could not decode, and events it decoded but
 # DuckDB refused for good (a conversion or constraint error), each with the reason
 # and the raw value, so nothing is lost and nothing stalls the sink.
@@ -363,5 +389,6 @@ TABLES: dict[str, TableSpec] = {
         EMBEDDINGS,
         REPLAY_DECISIONS,
         REPLAY_RUNS,
+        MEDIA,
     )
 }

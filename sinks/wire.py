@@ -329,3 +329,23 @@ class ReplayRunFinished(Event, kw_only=True):
     events: int
     turns: int
     changed: int | None = None
+
+
+# --- schemas.media -------------------------------------------------------------------------
+
+
+class MediaFetched(Event, kw_only=True):
+    media_id: str
+    message_id: str
+    user_id: str
+    phone_number_id: str | None = None
+    media_type: str
+    status: Literal["stored", "refused", "failed"]
+    mime_type: str | None = None
+    size_bytes: NonNegative | None = None
+    sha256: str | None = None
+    path: str | None = None
+    filename: str | None = None
+    reason: str | None = None
+    attempts: NonNegative = 0
+    fetched_at: datetime

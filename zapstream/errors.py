@@ -5,6 +5,7 @@
     │   ├── BrokerUnavailable       the broker is down or slow: refused, timed out, no ack
     │   ├── GraphTransientError     Graph API 5xx, timeouts, connection errors
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
+    │   ├── MediaIntegrityError     downloaded media whose sha256 is not Meta's (a bad transfer)
     │   ├── SinkBusy                the DuckDB file is held by another process
     │   ├── EmbeddingFailed         the encoder raised for a batch (another batch may pass)
     │   ├── EmbedderClosed          the micro-batcher stopped before this text was encoded
@@ -23,7 +24,9 @@
         ├── RowNotLoadable          DuckDB or Arrow refuses a row for good (conversion, constraint)
         ├── ReplayRefused           an outbound message marked as a replay's: never sent
         ├── GraphPermanentError     Graph API error that retrying cannot fix
-        └── HelpdeskRefused         the helpdesk refused a notification (another 4xx)
+        ├── HelpdeskRefused         the helpdesk refused a notification (another 4xx)
+        ├── MediaTooLarge           media over MEDIA_MAX_BYTES: refused, never retried
+        └── MediaFetchFailed        a media id given up on (4xx, or retries spent)
 
 Context is ids, codes and addresses, never tokens, passwords or raw phone numbers.
 """
@@ -218,3 +221,40 @@ class HelpdeskUnavailable(HelpdeskError, RetryableError):
 
 class HelpdeskRefused(HelpdeskError, PermanentError):
     pass
+
+
+class MediaTooLarge(PermanentError):
+    """Media over MEDIA_MAX_BYTES: stated by Graph (`file_size`) or found while
+    downloading. A policy refusal, not a failure: recorded as `refused`."""
+
+    def __init__(self, media_id: str, size: int | None, limit: int) -> None:
+        told = f"{size} bytes" if size is not None else "more bytes"
+        super().__init__(f"media {media_id}: {told} is over MEDIA_MAX_BYTES ({limit})")
+        self.media_id = media_id
+        self.size = size
+        self.limit = limit
+
+
+class MediaIntegrityError(RetryableError):
+    """The downloaded bytes do not hash to the sha256 Meta gave: a truncated or
+    corrupted transfer; a fresh download may succeed."""
+
+    def __init__(self, media_id: str, expected: str, got: str) -> None:
+        super().__init__(f"media {media_id}: sha256 {got[:12]}… is not Meta's {expected[:12]}…")
+        self.media_id = media_id
+        self.expected = expected
+        self.got = got
+
+
+class MediaFetchFailed(PermanentError):
+    """A media id given up on: Graph refused it (4xx), or it kept failing for
+    MEDIA_FETCH_MAX_ATTEMPTS / MEDIA_FETCH_MAX_ELAPSED_S. Never retried where it is
+    raised; `retryable` tells the dead letter which it was (True: retries were spent on
+    a transient cause, so replaying it later may succeed)."""
+
+    def __init__(self, media_id: str, reason: str, *, attempts: int, cause_retryable: bool) -> None:
+        super().__init__(f"media {media_id}: {reason} (after {attempts} attempt(s))")
+        self.media_id = media_id
+        self.reason = reason
+        self.attempts = attempts
+        self.retryable = cause_retryable

@@ -228,6 +228,42 @@ class Settings(BaseSettings):
     """Low-priority sends (re-engagement, campaigns) in flight at once: a flood there
     never takes the HTTP connections or rate tokens that replies need."""
 
+    # --- Media ----------------------------------------------------------------------
+    media_enabled: bool = True
+    """Fetch the media of inbound image, audio, video, document and sticker messages
+    (the `media` agent of the worker). False: media ids stay in `messages` only."""
+    media_dir: Path | None = None
+    """Where fetched media land, content-addressed: `<MEDIA_DIR>/<sha256[:2]>/<sha256>`.
+    Default: <DATA_DIR>/media. Every worker must see the same folder."""
+    media_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    """Larger media are refused (a `refused` row with the reason, no file): up front when
+    Graph states the size, else as soon as the download passes it. The default, 100 MiB,
+    is above Meta's largest inbound media (documents, 100 MB), so it refuses nothing
+    Meta can send; lower it to bound the disk a single message can take."""
+    media_concurrency: int = Field(default=4, ge=1)
+    """Media downloads in flight at once per worker (their own HTTP connections, never
+    the sender's)."""
+    media_max_in_flight: int = Field(default=1000, ge=1)
+    """Media messages one worker holds at once (waiting for a download slot or a retry);
+    beyond it the media topic's partitions pause (replies are not affected)."""
+    media_retention_s: float | None = Field(default=None, gt=0)
+    """Stored media older than this (since first stored) are deleted by the workers,
+    checked every MEDIA_PRUNE_INTERVAL_S. Unset: kept until you remove them (the disk
+    grows with what users send)."""
+    media_prune_interval_s: float = Field(default=3600.0, gt=0)
+    """How often each worker looks for stored media past MEDIA_RETENTION_S."""
+    media_fetch_timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of one Graph call, and of each read of a download (not of the whole file)."""
+    media_fetch_max_attempts: int = Field(default=5, ge=1)
+    """Attempts at one media id while Graph answers 5xx/429 or times out; then a `failed`
+    row and a processing dead letter. 4xx answers are not retried."""
+    media_fetch_max_elapsed_s: float = Field(default=120.0, gt=0)
+    """No retry of a media id starts later than this after its first attempt."""
+    media_fetch_backoff_base_s: float = Field(default=0.5, gt=0)
+    """Exponential backoff with full jitter between attempts (Retry-After wins)..."""
+    media_fetch_backoff_cap_s: float = Field(default=30.0, gt=0)
+    """...never above this."""
+
     # --- Logging ------------------------------------------------------------------
     log_level: str = "INFO"
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
@@ -261,6 +297,10 @@ class Settings(BaseSettings):
         if self.embedding_cache_dir is not None:
             return self.embedding_cache_dir
         return self.data_dir / "models" / "embeddings"
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     @property
     def graph_base_url(self) -> str:

@@ -284,11 +284,14 @@ async def test_mark_as_read_answers_success_and_is_not_a_message(sandbox):
 
 
 async def test_a_media_id_resolves_to_a_url_that_downloads_with_the_token(sandbox):
+    async with httpx.AsyncClient(base_url=sandbox.url) as http:
+        registered = await http.post("/_sandbox/media", content=b"jpeg bytes")
+    media_id = registered.json()["id"]
     async with GraphClient(sandbox.settings()) as client:
-        url = await client.get_media_url("1234567890")
+        url = await client.get_media_url(media_id)
         content = await client.download_media(url)
     assert url.startswith(sandbox.url)
-    assert content == b"sandbox-media:1234567890"
+    assert content == b"jpeg bytes"
 
 
 async def test_malformed_requests_get_graph_code_100(sandbox):

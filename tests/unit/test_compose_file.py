@@ -66,6 +66,7 @@ def test_workers_can_be_scaled_having_no_container_name_and_no_host_ports(
     assert command_of(worker) == ["worker"]
     assert "container_name" not in worker
     assert "ports" not in worker
+    assert "media-data:/data/media" in worker["volumes"]  # MEDIA_DIR, shared by every worker
 
 
 def test_exactly_one_service_is_the_sink_and_it_cannot_be_scaled(

@@ -55,6 +55,7 @@ def samples() -> list[tuple[str, bytes]]:
             "outbound/v1",
             {"dead": "DeadLetter", "outbound": "OutboundMessage", "send": "SendResult"},
         ),
+        ("media/v1", {"media": "MediaFetched"}),
     ):
         for path in sorted((FIXTURES / folder).glob("*.json")):
             kind = kinds[path.stem.split("_")[0]]

@@ -147,3 +147,38 @@ async def test_a_seek_supersedes_a_pending_reread_of_that_partition(app: Any) ->
     assert sought == [(PARTITION, 42)]
     assert PARTITION not in consumer._redeliver
     assert consumer._read_offset.next[PARTITION] == 42
+
+
+def two_agents(app: Any) -> None:
+    """Two agents' channels on the topic (converse and media-pick read the inbound)."""
+    app.topics._tp_index[PARTITION].update({object(), object()})
+
+
+def delivered(app: Any, offset: int) -> ConsumerMessage:
+    m = message(app, offset)
+    m.incref(2)  # as the conductor does: one reference per channel
+    return m
+
+
+def test_an_event_one_of_two_agents_skipped_in_a_rebalance_is_not_done(app: Any) -> None:
+    two_agents(app)
+    m = delivered(app, 40)
+    received(app, m)  # the first agent got it, handled it and acked it
+    assert not m.ack(app.consumer)
+    app.flow_control.suspend()  # the second agent's stream skips it and acks it
+    assert not m.ack(app.consumer)
+    assert m.acked  # released
+    assert app.consumer._acked[PARTITION] == []  # read again: the second agent gets it
+
+
+def test_an_event_both_agents_received_counts_even_when_acked_during_a_rebalance(
+    app: Any,
+) -> None:
+    two_agents(app)
+    m = delivered(app, 40)
+    received(app, m)
+    received(app, m)
+    assert not m.ack(app.consumer)
+    app.flow_control.suspend()
+    assert m.ack(app.consumer)
+    assert app.consumer._acked[PARTITION] == [40]

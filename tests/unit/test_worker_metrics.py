@@ -177,7 +177,7 @@ class _Message:
 
 
 def _event(topic: str) -> Any:
-    consumer = SimpleNamespace(received=set())
+    consumer = SimpleNamespace(received={})
     return SimpleNamespace(message=_Message(topic), app=SimpleNamespace(consumer=consumer))
 
 

@@ -1,7 +1,8 @@
 """A local stand-in for the WhatsApp Cloud API, for development and tests.
 
 It answers the Graph endpoints the sender uses (`POST /{version}/{phone_number_id}/
-messages`, mark-as-read, `GET /{version}/{media_id}`) with Graph's shapes and error
+messages`, mark-as-read) and the media lookups and downloads of the media agent
+(`zapstream.sandbox.media`: bytes a test registers) with Graph's shapes and error
 bodies, records every accepted message, injects the failures a real sender meets
 (500s, 130429, 131056, undeliverable recipients, the 24-hour window), and then posts
 signed `sent → delivered → read` status webhooks back, as Meta does.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import random
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from zapstream.log import mask_phone
@@ -47,6 +47,7 @@ from zapstream.sandbox.graph import (
     shape_error,
     status_payload,
 )
+from zapstream.sandbox.media import MediaShelf, media_router
 from zapstream.sandbox.recorder import RecordedMessage, SandboxRecorder
 from zapstream.sandbox.webhooks import StatusWebhookSender
 from zapstream.settings import Settings
@@ -86,6 +87,8 @@ class SandboxKnobs(BaseModel):
     """Where status webhooks go (signed with the app secret); None disables them."""
     status_delays_s: tuple[float, float, float] = (0.05, 0.1, 0.1)
     """Pause before `sent`, then before `delivered`, then before `read`."""
+    media_fail_next: int = Field(default=0, ge=0)
+    """The next N media requests (lookups and downloads) answer 500 (code 131000)."""
 
 
 class SandboxConfig(SandboxKnobs):
@@ -116,6 +119,7 @@ class _State:
     rng: random.Random = field(default_factory=random.Random)
     last_sent: dict[str, float] = field(default_factory=dict)
     sender: StatusWebhookSender | None = None
+    media: MediaShelf = field(default_factory=MediaShelf)
 
     def pending_webhooks(self) -> int:
         return self.sender.pending if self.sender is not None else 0
@@ -167,6 +171,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     app = FastAPI(title="zapstream Cloud API sandbox", lifespan=lifespan)
     app.state.recorder = state.recorder
     app.state.sandbox = state
+    app.state.media = state.media
 
     def authorized(request: Request) -> bool:
         expected = f"Bearer {state.config.access_token.get_secret_value()}".encode()
@@ -213,30 +218,18 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
             state.rng.seed(state.config.seed)
         return await get_config()
 
-    @app.get("/_sandbox/media/{media_id}")
-    async def media_bytes(media_id: str, request: Request) -> Response:
-        if not authorized(request):
-            return rejected(BAD_TOKEN)
-        return Response(_media_content(media_id), media_type="image/jpeg")
-
-    @app.get("/{version}/{media_id}")
-    async def media_url(version: str, media_id: str, request: Request) -> JSONResponse:
-        if not authorized(request):
-            return rejected(BAD_TOKEN)
-        if not VERSION.fullmatch(version):
-            return rejected(UNKNOWN_PATH)
-        content = _media_content(media_id)
-        base = str(request.base_url).rstrip("/")
-        return JSONResponse(
-            {
-                "messaging_product": "whatsapp",
-                "id": media_id,
-                "url": f"{base}/_sandbox/media/{media_id}",
-                "mime_type": "image/jpeg",
-                "sha256": hashlib.sha256(content).hexdigest(),
-                "file_size": len(content),
-            }
+    def media_fault() -> CannedError | None:
+        if state.config.media_fail_next <= 0:
+            return None
+        state.config = state.config.model_copy(
+            update={"media_fail_next": state.config.media_fail_next - 1}
         )
+        return SERVER_ERROR
+
+    # after every other /_sandbox/ GET route: it holds GET /{version}/{media_id}
+    app.include_router(
+        media_router(state.media, authorized=authorized, rejected=rejected, fault=media_fault)
+    )
 
     @app.post("/{version}/{phone_number_id}/messages")
     async def send(version: str, phone_number_id: str, request: Request) -> JSONResponse:
@@ -290,10 +283,6 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
         return JSONResponse(send_response(wamid, body))
 
     return app
-
-
-def _media_content(media_id: str) -> bytes:
-    return f"sandbox-media:{media_id}".encode()
 
 
 def run_sandbox(settings: Settings, config: SandboxConfig | None = None) -> None:

@@ -64,6 +64,14 @@ UNKNOWN_PHONE_NUMBER = CannedError(
     subcode=33,
 )
 INVALID_PARAMETER = CannedError(400, 100, "(#100) Invalid parameter")
+UNKNOWN_OBJECT = CannedError(
+    400,
+    100,
+    "Unsupported get request. Object with the given ID does not exist, cannot be loaded "
+    "due to missing permissions, or does not support this operation.",
+    type="GraphMethodException",
+    subcode=33,
+)
 SERVER_ERROR = CannedError(500, 131000, "(#131000) Something went wrong", "Sandbox: injected")
 THROTTLED = CannedError(
     429,
