@@ -139,19 +139,8 @@ class Worker:
 
     def new_lanes(self, stage: str, max_in_flight: int) -> KeyedLanes:
         async def dead_letter(event: Any, exc: BaseException, attempts: int) -> None:
-            message = event.message
-            letter = ProcessingDeadLetter(
-                stage=stage,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                user_id=event.key.decode() if event.key else None,
-                error_type=type(exc).__name__,
-                reason=str(exc)[:1000] or type(exc).__name__,
-                retryable=bool(getattr(exc, "retryable", True)),
-                attempts=attempts,
-                value_b64=ProcessingDeadLetter.encode_value(event.value),
-                failed_at=utcnow(),
+            letter = ProcessingDeadLetter.for_event(
+                stage, event, exc, attempts=attempts, failed_at=utcnow()
             )
             await publish(self.out["processing_dead_letters"], letter.user_id or "", letter)
 

@@ -158,21 +158,15 @@ def register_embedder(app: faust.App, settings: Settings, embedder: Embedder) ->
                 await asyncio.sleep(pause)
 
     def dead_letter(event: Any, exc: BaseException) -> tuple[Any, str, bytes]:
-        m = event.message
-        user = event.key.decode() if event.key else None
-        letter = ProcessingDeadLetter(
-            stage="embed",
-            topic=m.topic,
-            partition=m.partition,
-            offset=m.offset,
-            user_id=user,
-            error_type=type(exc).__name__,
-            reason=str(exc)[:1000] or type(exc).__name__,
-            retryable=bool(getattr(exc, "retryable", False)),
+        letter = ProcessingDeadLetter.for_event(
+            "embed",
+            event,
+            exc,
             attempts=1,
-            value_b64=ProcessingDeadLetter.encode_value(event.value),
             failed_at=datetime.now(UTC),
+            retryable=bool(getattr(exc, "retryable", False)),
         )
+        user = letter.user_id
         log.warning("embedding request dead-lettered", extra={"reason": letter.reason[:200]})
         return (dead_topic, user or "", encode(letter))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -51,3 +51,34 @@ class ProcessingDeadLetter(Event):
     @staticmethod
     def encode_value(value: bytes | None) -> str:
         return base64.b64encode(value or b"").decode()
+
+    @classmethod
+    def for_event(
+        cls,
+        stage: str,
+        event: Any,
+        exc: BaseException,
+        *,
+        attempts: int,
+        failed_at: datetime,
+        reason: str | None = None,
+        retryable: bool | None = None,
+    ) -> ProcessingDeadLetter:
+        """The dead letter of a Faust event (its message's topic, partition, offset, key
+        and value) that `stage` gave up on with `exc`. The reason defaults to the error's
+        text, retryable to the error's own `retryable` (True when it has none: given up
+        on for time or attempts, a later replay may succeed)."""
+        message = event.message
+        return cls(
+            stage=stage,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            user_id=event.key.decode() if event.key else None,
+            error_type=type(exc).__name__,
+            reason=reason or str(exc)[:1000] or type(exc).__name__,
+            retryable=bool(getattr(exc, "retryable", True)) if retryable is None else retryable,
+            attempts=attempts,
+            value_b64=cls.encode_value(event.value),
+            failed_at=failed_at,
+        )

@@ -227,7 +227,7 @@ def _register_notifier(worker: Worker) -> None:
         )
 
     async def give_up(opened: HandoffEvent, kind: Kind, event: Any, exc: HelpdeskError) -> None:
-        hid, user, message = opened.handoff_id or "", opened.user_id, event.message
+        hid, user = opened.handoff_id or "", opened.user_id
         now = datetime.now(UTC)
         reason = f"{kind}: {exc.reason} after {exc.attempts} attempt(s)"
         failed = HandoffEvent(
@@ -240,18 +240,14 @@ def _register_notifier(worker: Worker) -> None:
             attempts=exc.attempts,
             opened_at=opened.opened_at,
         )
-        letter = ProcessingDeadLetter(
-            stage="notify",
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            user_id=user,
-            error_type=type(exc).__name__,
+        letter = ProcessingDeadLetter.for_event(
+            "notify",
+            event,
+            exc,
+            attempts=max(exc.attempts, 1),
+            failed_at=now,
             reason=reason,
             retryable=exc.retryable,
-            attempts=max(exc.attempts, 1),
-            value_b64=ProcessingDeadLetter.encode_value(event.value),
-            failed_at=now,
         )
         await publish_all(
             [(out["handoffs"], user, failed), (out["processing_dead_letters"], user, letter)]
