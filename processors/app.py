@@ -39,6 +39,7 @@ def faust_settings(
         "table_standby_replicas": 0,
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
+        "consumer_metadata_max_age_ms": settings.consumer_metadata_max_age_ms,
         "broker_session_timeout": settings.broker_session_timeout_s,
         "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
         "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,

@@ -68,6 +68,7 @@ def consumer_kwargs(settings: Settings) -> dict[str, Any]:
         "rebalance_timeout_ms": int(settings.broker_rebalance_timeout_s * 1000),
         "request_timeout_ms": max(2 * session_ms, 30_000),
         "max_poll_records": settings.sink_batch_size,
+        "metadata_max_age_ms": settings.consumer_metadata_max_age_ms,
     }
 
 

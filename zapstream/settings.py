@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     """The fetch wait once a consumer found nothing for a second: an idle stack then
     asks the broker twice a second instead of a hundred times. On Tansu the first
     record after a quiet spell may wait up to this long; on Apache Kafka, nothing."""
+    consumer_metadata_max_age_ms: int = Field(default=10_000, ge=1000)
+    """How often consumers refresh topic metadata even when nothing seems to change
+    (Kafka's default is 5 minutes). A group that rebalanced while a restarting broker
+    did not list its topics yet got no partitions, and only the next refresh shows them
+    and rebalances again: with the default that left the worker idle for up to 5 min
+    (tests/e2e/test_kafka_restart.py)."""
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
     broker_rebalance_timeout_s: float = 10.0
