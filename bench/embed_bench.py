@@ -3,7 +3,7 @@
 For each call size (how many texts one `encode` call gets) both backends encode the
 same texts on one thread, interleaved; texts/s is counted against wall time and
 against the process's CPU time (the per-core figure, steadier on a busy machine).
-Then: a row through the micro-batcher (concurrent callers), the cosine agreement of
+Then: the cosine agreement of
 the two backends, and how the model relates Portuguese to English (translations
 against unrelated pairs).
 
@@ -14,7 +14,6 @@ against unrelated pairs).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import os
 import platform
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from processors.embeddings import EmbeddingBatcher, Encoder, make_encoder
+from processors.embeddings import Encoder, make_encoder
 from processors.embeddings.encoder import DEFAULT_CACHE_DIR
 from tests.support.embedding_texts import TRANSLATIONS, corpus
 
@@ -37,13 +36,6 @@ def timed(encoder: Encoder, texts: list[str], size: int) -> tuple[float, float]:
     for start in range(0, len(texts), size):
         encoder.encode(texts[start : start + size])
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-async def through_batcher(encoder: Encoder, texts: list[str], max_batch: int) -> tuple[float, float]:
-    async with EmbeddingBatcher(encoder.encode, max_batch=max_batch, linger_ms=5) as batcher:
-        wall, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(batcher.embed(str(i), t) for i, t in enumerate(texts)))
-        return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def cpu_name() -> str:
@@ -63,7 +55,6 @@ def main() -> None:
     parser.add_argument("--backends", default="torch,onnx-int8")
     parser.add_argument("--model", default=None, help="a local sentence-transformers folder (EMBEDDING_MODEL)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    parser.add_argument("--batcher-max-batch", type=int, default=64)
     args = parser.parse_args()
 
     texts = corpus(args.texts)
@@ -97,13 +88,6 @@ def main() -> None:
             per_cpu.append(len(texts) / cpu)
         ratio = f" {per_cpu[1] / per_cpu[0]:>11.2f}x" if len(per_cpu) == 2 else ""
         print(f"{size:>10} " + " ".join(cells) + ratio)
-    cells, per_cpu = [], []
-    for name in names:
-        wall, cpu = asyncio.run(through_batcher(encoders[name], texts, args.batcher_max_batch))
-        cells.append(f"{len(texts) / wall:>18.0f} {len(texts) / cpu:>18.0f}")
-        per_cpu.append(len(texts) / cpu)
-    ratio = f" {per_cpu[1] / per_cpu[0]:>11.2f}x" if len(per_cpu) == 2 else ""
-    print(f"{'batcher ' + str(args.batcher_max_batch):>10} " + " ".join(cells) + ratio)
 
     if len(names) == 2:
         a, b = (encoders[n].encode(texts) for n in names)

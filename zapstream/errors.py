@@ -7,8 +7,6 @@
     │   │   └── GraphRateLimited    130429 / 80007 / 4 / 131056 (with retry_after)
     │   ├── MediaIntegrityError     downloaded media whose sha256 is not Meta's (a bad transfer)
     │   ├── SinkBusy                the DuckDB file is held by another process
-    │   ├── EmbeddingFailed         the encoder raised for a batch (another batch may pass)
-    │   ├── EmbedderClosed          the micro-batcher stopped before this text was encoded
     │   ├── SinkStorageUnavailable  DuckDB cannot write now (I/O, memory, a conflict)
     │   └── HelpdeskUnavailable     the helpdesk answered 408/429/5xx, or did not answer
     └── PermanentError              retrying cannot help: reject or dead-letter
@@ -121,20 +119,6 @@ class InvalidEmbeddingModel(ConfigurationError):
         super().__init__(f"{self.setting}: {path}: {reason}")
         self.path = path
         self.reason = reason
-
-
-class EmbeddingFailed(RetryableError):
-    """The encoder raised for a batch; carries the item ids, never the texts."""
-
-    def __init__(self, reason: str, *, item_ids: tuple[str, ...] = ()) -> None:
-        super().__init__(f"embedding failed for a batch of {len(item_ids)}: {reason}")
-        self.reason = reason
-        self.item_ids = item_ids
-
-
-class EmbedderClosed(RetryableError):
-    def __init__(self) -> None:
-        super().__init__("the embedding batcher is closed")
 
 
 class SinkStorageUnavailable(RetryableError):

@@ -1,4 +1,4 @@
-"""Sentence embeddings of message texts: the model, two backends, and an async micro-batcher.
+"""Sentence embeddings of message texts: the model and two backends.
 
     model.py           the local model folder (EMBEDDING_MODEL), checked up front, loaded offline
     encoder.py         the `Encoder` interface: `encode(texts) -> float32 (n, dim)`, unit rows
@@ -8,14 +8,12 @@
     onnx_build.py      exporting and quantizing once, cached under DATA_DIR/models/embeddings
     outliers.py        the outlier channels kept in float, so int8 stays within 0.98 cosine
     tokens.py          the fast tokenizer, as sentence-transformers tokenizes
-    batcher.py         callers await one vector each; texts are encoded in batches off the loop
 
 Importing this package is cheap: torch, sentence-transformers and onnxruntime are
 imported on first use.
 """
 
 from processors.embeddings.backends import make_encoder
-from processors.embeddings.batcher import EmbeddingBatcher
 from processors.embeddings.encoder import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -30,7 +28,6 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_BACKEND",
     "Backend",
-    "EmbeddingBatcher",
     "Encoder",
     "FloatArray",
     "ModelFolder",

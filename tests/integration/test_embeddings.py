@@ -6,7 +6,6 @@ and one int8 build into a temporary cache folder.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processors.embeddings import BACKENDS, EmbeddingBatcher, Encoder, make_encoder
+from processors.embeddings import BACKENDS, Encoder, make_encoder
 from processors.embeddings.onnx_backend import OnnxInt8Encoder
 from tests.support.embedding_texts import ALL
 
@@ -140,14 +139,3 @@ def test_the_int8_file_is_built_once_then_loaded_without_torch(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-async def test_the_batcher_over_the_int8_encoder_gives_each_caller_its_vector(
-    encoders: dict[str, Encoder],
-) -> None:
-    encoder = encoders["onnx-int8"]
-    texts = ALL[:20]
-    async with EmbeddingBatcher(encoder.encode, max_batch=32, linger_ms=5) as batcher:
-        vectors = await asyncio.gather(*(batcher.embed(str(i), t) for i, t in enumerate(texts)))
-    direct = encoder.encode(texts)
-    assert (np.vstack(vectors) * direct).sum(axis=1).min() > 0.99
