@@ -12,7 +12,10 @@ from tests.support.stack import Sandbox, Stack, new_user
 
 pytestmark = pytest.mark.e2e
 
-RATE, BURST, WINDOW_S = 10, 5, 3
+RATE, BURST = 2, 2
+USERS = 60
+WINDOW_S = 10.0
+JITTER_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +35,18 @@ def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_two_workers_together_stay_within_the_business_numbers_rate(stack: Stack) -> None:
     sandbox = Sandbox(stack)
-    users = [new_user() for _ in range(100)]
+    users = [new_user() for _ in range(USERS)]
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda u: stack.post_text("oi", wa_id=u).status_code, users))
     assert codes == [200] * len(users)
     for user in users:
         assert sandbox.wait_for(user, 1, timeout=120), user
-    # A token bucket lets through at most RATE per second plus one BURST in any window;
-    # two workers each taking the whole limit could send twice that.
+    # The buckets grant at most RATE per second plus one BURST in any window: 22 in
+    # 10 s. Two workers each taking the whole limit grant twice that (44): a rate low
+    # enough that even a loaded machine keeps both workers' queues full, so the fault
+    # shows whatever the machine's speed. The sandbox counts arrivals,
+    # not grants: a request delayed on a loaded machine arrives in a later window than
+    # it was granted in, so arrivals may bunch by up to the spread of the delays.
+    # JITTER_S of that spread is allowed; a long window keeps it small beside the fault.
     peaks = sandbox.stats(window_s=WINDOW_S)["peak_per_window"]
-    assert max(peaks.values()) <= RATE * WINDOW_S + BURST, peaks
+    assert max(peaks.values()) <= RATE * (WINDOW_S + JITTER_S) + BURST, peaks
