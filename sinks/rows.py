@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import datetime
 from json import encoder as _json_encoder
 from typing import Any
 
@@ -82,6 +83,24 @@ def unrecognized_row(u: Any) -> Row:
     return (u.event_id, u.reason, u.field, u.received_at, json_text(u.raw))
 
 
+SESSION_FIELDS = (
+    "schema_version", "user_id", "wa_id", "bsuid", "phone_number_id", "first_inbound_at",
+    "last_inbound_at", "turn_count", "last_intent", "consecutive_fallbacks", "handoff_active",
+    "handoff_since", "handoff_id", "opted_out", "language", "last_turn_id", "updated_at",
+)  # fmt: skip
+"""`schemas.conversation.Session`'s fields, as `turns.session` keeps them."""
+
+
+def session_json(s: Any) -> str:
+    """The session after a turn as JSON (`Session.model_validate_json` reads it back:
+    `zapstream replay` starts each user from it)."""
+    doc = {}
+    for name in SESSION_FIELDS:
+        value = getattr(s, name, None)
+        doc[name] = value.isoformat() if isinstance(value, datetime) else value
+    return "".join(_encode(doc, 0)) if _encode is not None else json.dumps(doc)
+
+
 def turn_row(t: Any) -> Row:
     return (
         t.turn_id,
@@ -96,6 +115,7 @@ def turn_row(t: Any) -> Row:
         json_text(t.dropped),
         t.decided_at,
         t.latency_ms,
+        session_json(t.session),
     )
 
 

@@ -112,9 +112,10 @@ TURNS = _spec(
         ("dropped", pa.string()),
         ("decided_at", TS),
         ("latency_ms", pa.float64()),
+        ("session", pa.string()),
     ],
     key=("turn_id",),
-    json_columns=("message_ids", "actions", "dropped"),
+    json_columns=("message_ids", "actions", "dropped", "session"),
 )
 
 SESSIONS = _spec(

@@ -6,9 +6,10 @@ that closes, the engine `load_engine` returns (guarded: opt-out and the 24-hour
 window apply as live). Nothing here reads a clock, sends or stores anything.
 
 Choices, and what they mean for a replay's fidelity:
-* **Sessions start empty at the slice's start** (no live table is read, none is
-  written). A user's first turn in the slice is decided as a first contact; select
-  from the start of a conversation, or accept that difference.
+* **Sessions start where the live ones stood** before each user's first message of
+  the slice (`processors.replay.seeds`: the session after the user's latest live
+  turn, read from DuckDB; none is written). A user with no earlier turn starts
+  empty, as a first contact.
 * **Debounce ticks: the recorded ones, and synthesized ones where none came.** A
   live tick in the topic is applied in its place with the time it was made, exactly
   as the worker applied it (so a burst the worker closed before a late-published
@@ -42,7 +43,7 @@ from processors import debounce
 from processors.actions import action_to_dict
 from processors.engine import GuardedEngine
 from processors.user_state import Origin, SeenEntry, UserState, intake, with_session
-from schemas.conversation import Turn
+from schemas.conversation import Session, Turn
 from schemas.events import MessageReceived
 
 END_OF_SLICE = 1 << 62
@@ -218,6 +219,17 @@ class Replayer:
             Replayed(turn.turn_id, turn.user_id, decision.intent, actions, orjson.dumps(doc))
         )
         return with_session(state, decision.session)
+
+    def seed(self, user: str, session: Session) -> bool:
+        """Start `user` from `session` (the live one before the slice); whether it was
+        taken (a user the replay already holds keeps what it has)."""
+        if user in self.users:
+            return False
+        since = session.last_inbound_at or session.updated_at
+        self.users[user] = UserState(
+            session=session, touched_at=since.timestamp() if since is not None else 0.0
+        )
+        return True
 
     def _expire(self, now: float) -> None:
         """Forget dedupe entries past the horizon and users quiet past the session TTL

@@ -40,6 +40,7 @@ from processors.replay.diff import Diff, Original
 from processors.replay.kafka_log import KafkaLog
 from processors.replay.progress import Bar
 from processors.replay.publish import Publisher
+from processors.replay.seeds import SeedLoader, duckdb_seeds
 from processors.replay.selection import EmptySelection, OffsetRange, Selection, resolve, total
 from processors.ticker import tick_time
 from schemas.codec import decode, encode
@@ -68,6 +69,10 @@ class Part:
     turns: int = 0
     duplicates: int = 0
     published: int = 0
+    seeded: int = 0
+    """Users started from the session the live worker had before the slice."""
+    seed_error: str | None = None
+    """Why no session could be read (then every user started empty)."""
     cpu_s: float = 0.0
     """CPU seconds of the process(es) that did the work, start-up excluded."""
     diff: Diff | None = None
@@ -81,6 +86,8 @@ class Part:
         self.turns += other.turns
         self.duplicates += other.duplicates
         self.published += other.published
+        self.seeded += other.seeded
+        self.seed_error = self.seed_error or other.seed_error
         self.cpu_s += other.cpu_s
         if self.diff is not None and other.diff is not None:
             self.diff.merge(other.diff)
@@ -122,6 +129,7 @@ class Report:
             "turns": p.turns,
             "duplicates": p.duplicates,
             "published": p.published,
+            "seeded_users": p.seeded,
             "originals": self.originals,
             "elapsed_s": round(self.elapsed_s, 3),
             "records_per_s": round(self.rate, 1),
@@ -144,6 +152,10 @@ class Report:
             lines.append(
                 f"turns {p.turns} decided, {p.published} published to replay_decisions"
                 + (f", {p.duplicates} duplicate messages dropped" if p.duplicates else "")
+            )
+            lines.append(
+                f"sessions: {p.seeded} of {len(p.users)} users started from their live session"
+                + (f" (not read: {p.seed_error})" if p.seed_error else "")
             )
         if p.diff is not None:
             lines.append(p.diff.render())
@@ -267,6 +279,8 @@ class Job:
     with_diff: bool
     samples: int
     dry_run: bool
+    seeds: SeedLoader | None = None
+    """None: read the live sessions from DuckDB (`seeds.duckdb_seeds`)."""
 
     async def run_job(self, ranges: list[OffsetRange], advance: Callable[[int], None]) -> Part:
         cpu_started = time.process_time()
@@ -287,6 +301,25 @@ class Job:
         publisher = None if self.dry_run else await Publisher.start(settings, topics)
         wanted = {u.encode() for u in self.selection.users}
         skipped = part.skipped
+        load_seeds = self.seeds or duckdb_seeds(settings)
+        looked_up: set[str] = set()
+
+        def seed(messages: list[tuple[Any, MessageReceived]]) -> None:
+            """Start the users first met in this batch from their live sessions."""
+            first: dict[str, datetime] = {}
+            for _, msg in messages:
+                if msg.user_id not in looked_up and msg.user_id not in replayer.users:
+                    first.setdefault(msg.user_id, msg.received_at)
+            if not first or part.seed_error is not None:
+                return
+            looked_up.update(first)
+            try:
+                found = load_seeds(first)
+            except Exception as exc:  # replay from empty sessions rather than not at all
+                part.seed_error = str(exc) or type(exc).__name__
+                return
+            for user, session in found.items():
+                part.seeded += replayer.seed(user, session)
 
         async def out(replayed: list[Any]) -> None:
             assert publisher is not None
@@ -301,6 +334,8 @@ class Job:
                 async for batch in source.read(ranges):
                     part.records += len(batch)
                     advance(len(batch))
+                    # (record, tick time) or (record, message), in the batch's order
+                    items: list[tuple[Any, datetime | MessageReceived]] = []
                     for rec in batch:
                         value = rec.value
                         key = rec.key or b""
@@ -313,9 +348,7 @@ class Job:
                         at = tick_time(value)
                         if at is not None:
                             part.ticks += 1
-                            if not self.dry_run:
-                                user = key.decode()
-                                await out(await replayer.tick(rec.partition, rec.offset, user, at))
+                            items.append((rec, at))
                             continue
                         try:
                             msg = decode(MessageReceived, value)
@@ -324,10 +357,18 @@ class Job:
                             continue
                         part.messages += 1
                         part.users.add(key)
-                        if not self.dry_run:
-                            decided = await replayer.message(rec.partition, rec.offset, msg)
-                            if decided:
-                                await out(decided)
+                        items.append((rec, msg))
+                    if self.dry_run:
+                        continue
+                    seed([(r, m) for r, m in items if isinstance(m, MessageReceived)])
+                    for rec, item in items:
+                        if isinstance(item, MessageReceived):
+                            decided = await replayer.message(rec.partition, rec.offset, item)
+                        else:
+                            user = (rec.key or b"").decode()
+                            decided = await replayer.tick(rec.partition, rec.offset, user, item)
+                        if decided:
+                            await out(decided)
             if publisher is not None:
                 await out(await replayer.finish())
                 await publisher.drain()

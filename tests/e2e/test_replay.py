@@ -259,6 +259,48 @@ def test_a_replay_after_a_playbook_change_records_new_decisions_and_messages_nob
     assert live_snapshot(stack) == live_before
 
 
+def test_a_replay_goes_on_from_where_the_live_session_stood_before_the_slice(
+    stack: Stack,
+) -> None:
+    """The user's second fallback in a row asked for a human live; replayed alone with
+    the same playbook it must do the same (from an empty session it would be a first
+    fallback): the replay starts from the session after the last live turn before it."""
+    user = new_user()
+
+    def live_turns() -> list[tuple[Any, ...]]:
+        return stack.query(
+            f"SELECT intent, session FROM turns WHERE user_id = '{user}' ORDER BY decided_at"
+        )
+
+    def post_and_wait(text: str, turns: int) -> None:
+        assert stack.post_text(text, wa_id=user, message_id=new_wamid()).status_code == 200
+        deadline = time.monotonic() + 90
+        while len(live_turns()) < turns:
+            assert time.monotonic() < deadline, stack.output()
+            time.sleep(0.2)
+
+    post_and_wait("oi", 1)
+    post_and_wait("xyzzy plugh", 2)
+    start = datetime.now(UTC)
+    time.sleep(0.2)  # the record timestamps of the slice come after `start`
+    post_and_wait("frobozz quux", 3)
+    intents = [intent for intent, _ in live_turns()]
+    assert intents == ["greeting", "fallback", "handoff"], intents
+    assert json.loads(live_turns()[1][1])["consecutive_fallbacks"] == 1
+
+    code, report, err = replay(stack, "--from", start.isoformat(), "--user", user, "--diff")
+    assert code == 0, err
+    assert report is not None
+    assert (report["messages"], report["turns"], report["seeded_users"]) == (1, 1, 1), report
+    assert report["diff"]["changed"] == 0, report["diff"]
+    rows = stack.wait_for_rows(
+        f"SELECT intent, original_intent FROM replay_decisions WHERE run_id = '{report['run_id']}'",
+        1,
+        timeout=60,
+    )
+    assert rows == [("handoff", "handoff")]
+
+
 def test_selection_by_offsets_and_by_time_picks_exactly_the_records_at_the_edges(
     stack: Stack,
 ) -> None:

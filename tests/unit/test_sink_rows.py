@@ -15,11 +15,13 @@ from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
 import msgspec
+import orjson
 import pytest
 from pydantic import BaseModel
 
 from ingest.parse import parse_webhook
 from schemas.codec import decode, encode
+from schemas.conversation import Session
 from schemas.handoff import HandoffEvent
 from schemas.processing import ProcessingDeadLetter
 from schemas.reengagement import Reengagement
@@ -297,7 +299,7 @@ def test_json_text_is_what_json_dumps_writes(value: Any) -> None:
 DERIVED: dict[str, set[str]] = {
     "messages": {"media_id", "reply_id", "context_message_id"},
     "statuses": {"error_code", "error_title"},
-    "turns": {"message_count"},
+    "turns": {"message_count", "session"},
     "processing_dead_letters": {"value"},
     "embeddings": {"vector"},
     "handoff_events": {"event_at"},
@@ -320,6 +322,12 @@ def test_each_column_holds_the_event_field_of_its_name(kind: str, value: bytes) 
             if column in spec.json_columns:
                 want = json_text(want)
             assert got == want, f"{table}.{column}"
+    if kind == "TurnDecided":
+        row = dict(zip(TABLES["turns"].columns, route.targets[0][1](event), strict=True))
+        # the session after the turn, read back whole (replay starts users from it)
+        assert Session.model_validate_json(row["session"]) == Session.model_validate(
+            orjson.loads(value)["session"]
+        )
     if kind == "MessageReceived":
         row = dict(zip(TABLES["messages"].columns, route.targets[0][1](event), strict=True))
         assert row["media_id"] == (event.media.id if event.media else None)
