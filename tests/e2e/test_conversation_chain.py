@@ -4,11 +4,11 @@ sandbox, over real HTTP) → DuckDB, on each broker, started as `make run` does.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +19,20 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def echo_stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the slow engine looks for the files that hold a user's turns."""
+    return tmp_path_factory.mktemp("slow-gate")
+
+
+@pytest.fixture(scope="module")
+def echo_stack(
+    broker_kind: str, tmp_path_factory: pytest.TempPathFactory, gate: Path
+) -> Iterator[Stack]:
     s = Stack(
         tmp_path_factory.mktemp(f"chain-{broker_kind}"),
         broker=broker_kind,
         ENGINE="tests.support.slow_engine:create_engine",
+        SLOW_ENGINE_GATE_DIR=str(gate),
         DEBOUNCE_QUIET_MS="0",
         SEND_BACKOFF_BASE_S="0.05",
         SEND_BACKOFF_CAP_S="0.5",
@@ -82,9 +91,10 @@ def test_sigusr1_makes_the_worker_print_its_consumer_state(
 
 
 def test_many_users_replies_leave_in_turn_order_and_a_slow_user_delays_only_itself(
-    echo_stack: Stack, sandbox: Sandbox
+    echo_stack: Stack, sandbox: Sandbox, gate: Path
 ) -> None:
-    slow = f"55{random.randint(10**6, 10**7 - 1)}0000"
+    slow = new_user()
+    (gate / slow).touch()  # its turns wait in the engine until this file goes
     users = [new_user() for _ in range(8)]
     per_user = 6
 
@@ -94,15 +104,15 @@ def test_many_users_replies_leave_in_turn_order_and_a_slow_user_delays_only_itse
 
     with ThreadPoolExecutor(9) as pool:
         list(pool.map(send_all, [slow, *users]))
+    # Every other user is answered in full, in order, while the slow user's first turn
+    # is still held in the engine: an order of events, no wall-clock bound.
     for user in users:
-        assert sandbox.wait_for(user, per_user, timeout=60)
-    # Every other user was answered in full while the slow user's turns were still being
-    # decided one by one (6 × 2 s): no wall-clock bound, an order of events.
-    slow_so_far = len(sandbox.texts(slow))
+        assert sandbox.wait_for(user, per_user, timeout=120), echo_stack.output()[-4000:]
     for user in users:
         assert sandbox.texts(user) == [f"echo: m{i}" for i in range(per_user)]
-    assert slow_so_far < per_user, "other users waited for the slow one"
-    assert sandbox.wait_for(slow, per_user, timeout=60)
+    assert sandbox.texts(slow) == [], "the slow user was answered before its engine let it"
+    (gate / slow).unlink()
+    assert sandbox.wait_for(slow, per_user, timeout=120)
     assert sandbox.texts(slow) == [f"echo: m{i}" for i in range(per_user)]
 
 
