@@ -20,7 +20,7 @@ with that test (tests/unit unless said otherwise):
 | `_ConsumerThread._create_worker_consumer`, `.pace` | fetch wait hard-coded to 1500 ms | `test_fetch_wait.py`; bench/chain_bench.py (latency, idle CPU) |
 | `_Consumer._new_offset`, `_add_gap`, `_accept_gap` | commits skip one unacked offset and fill "gaps" | `test_skipped_acks.py::test_offsets_that_hold_no_record_do_not_block_the_commit`, `::test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit` |
 | `_Consumer.ack`, `release` | a stream skips *and acks* events held at a rebalance | `test_skipped_acks.py::test_an_event_skipped_while_flow_is_suspended_is_released_but_not_done`, `::test_an_event_of_an_older_generation_is_not_done`, `::test_an_event_one_of_two_agents_skipped_in_a_rebalance_is_not_done` |
-| `_Consumer.perform_seek`, `seek`, `_seek_done` | partitions resume before the seek to committed offsets | `test_skipped_acks.py::test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done`, `::test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads` |
+| `_Consumer.perform_seek`, `seek`, `_seek_done` | partitions resume before the seek to committed offsets; a partition with nothing committed is not sought at all | `test_skipped_acks.py::test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done`, `::test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads`, `::test_a_partition_with_nothing_committed_is_read_again_from_its_start_after_the_seek`; tests/e2e `test_handoff.py::test_a_worker_killed_mid_post_posts_again_with_the_same_delivery_id_and_then_never` |
 | `ReadOffsets` (Faust's `_read_offset`) | one number means "delivered" and "sought to" | `test_read_offsets.py` |
 | `_Consumer._drain_messages`, `_seek_back` | records dropped at a flow suspension or jumped over after a seek | tests/e2e `test_sigkill_mid_stream_loses_no_reply_and_sends_none_twice`, bench/crash_soak.py |
 """
@@ -216,14 +216,21 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             await super().perform_seek()
             # Records fetched while the seek was under way were held back, and a fetch
             # already in flight can land after it: read every partition again from
-            # its committed offset once the seek is done. Partitions with no
-            # committed offset were not sought, so a held-back record of theirs keeps
-            # its own re-read.
+            # its committed offset once the seek is done. A partition with nothing
+            # committed (Faust keeps a committed 0 as None too) is read again from its
+            # start: aiokafka's seek to committed does not move it, and records that
+            # Faust fetched and dropped before the seek stayed skipped. (Traced after a
+            # worker SIGKILL on Tansu: recovery pauses the changelogs while the stream
+            # partitions are still paused, emptying the live set of active partitions
+            # that a waiting fetch holds; aiokafka reads an empty set as "every
+            # partition" and returns the stream records, which Faust's getmany drops
+            # as not active. The restarted worker never read the handoff's `opened`
+            # event, in a partition with no commit yet.) Offset 0 before the log start
+            # is reset to the earliest record (auto_offset_reset="earliest").
             changelogs = self.app.tables.changelog_topics
             for tp in self.assignment():
-                committed = self._committed_offset.get(tp)
-                if committed is not None and tp.topic not in changelogs:
-                    self._redeliver[tp] = committed
+                if tp.topic not in changelogs:
+                    self._redeliver[tp] = self._committed_offset.get(tp) or 0
         finally:
             # also when cut short (a timeout): the old behaviour beats a stalled worker
             if generation == self.app.consumer_generation_id:
@@ -407,7 +414,8 @@ class _Consumer(faust_aiokafka.Consumer):  # type: ignore[misc]
             del redeliver[tp]
             if tp not in assigned:
                 continue  # revoked: its new owner starts from the committed offset
-            if offset != self._committed_offset.get(tp):  # (that one follows every rebalance)
+            start = self._committed_offset.get(tp) or 0  # read again after every rebalance
+            if offset != start:
                 self.log.info(
                     "reading %s again from offset %s (delivery was interrupted)", tp, offset
                 )

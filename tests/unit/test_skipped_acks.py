@@ -114,8 +114,30 @@ async def test_the_seek_to_committed_marks_its_generation_and_supersedes_pending
     assert consumer._committed_offset[PARTITION] == 44
     assert consumer._read_offset.next[PARTITION] == 44
     # records fetched during the seek are read again from the committed offset (47
-    # would have jumped past 44..46); `other`, not sought, keeps its re-read from 3
-    assert consumer._redeliver == {PARTITION: 44, other: 3}
+    # would have jumped past 44..46); `other`, with nothing committed, from its start
+    assert consumer._redeliver == {PARTITION: 44, other: 0}
+
+
+async def test_a_partition_with_nothing_committed_is_read_again_from_its_start_after_the_seek(
+    app: Any,
+) -> None:
+    """aiokafka's seek to committed leaves a partition with no committed offset (or
+    offset 0) where its fetch position is. Records fetched there before the seek and
+    never handed to an agent (Faust's fetch loop drops the rest of a batch when the
+    flow stops or the generation changes) were skipped for good: after a worker
+    SIGKILL on Tansu, the restarted worker never read the `opened` event of a new
+    partition of the handoffs topic (tests/e2e/test_handoff.py)."""
+    consumer = app.consumer
+    fresh, zero = TP("zapstream.handoffs.v1", 3), TP("zapstream.handoffs.v1", 4)
+    app.consumer_generation_id += 1
+    consumer.assignment = lambda: {PARTITION, fresh, zero}
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return {PARTITION: 44, fresh: None, zero: 0}
+
+    consumer.seek_to_committed = seek_to_committed
+    await consumer.perform_seek()
+    assert consumer._redeliver == {PARTITION: 44, fresh: 0, zero: 0}
 
 
 async def test_a_seek_cut_short_by_another_rebalance_does_not_mark_the_new_generation(
