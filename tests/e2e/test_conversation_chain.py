@@ -36,6 +36,10 @@ def echo_stack(
         DEBOUNCE_QUIET_MS="0",
         SEND_BACKOFF_BASE_S="0.05",
         SEND_BACKOFF_CAP_S="0.5",
+        # 30 % injected 500s and 10 % throttles: a send fails 8 times in a row (the
+        # default SEND_MAX_ATTEMPTS) about once in 1,500, which dead-lettered a reply
+        # in a CI run; 30 attempts make that about once in 10^12.
+        SEND_MAX_ATTEMPTS="30",
         PAIR_RATE_BACKOFF_S="1",
     ).start()
     yield s
