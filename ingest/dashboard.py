@@ -4,7 +4,9 @@
   draws inline SVG; nothing is fetched from elsewhere, so it works offline);
 - `GET /dashboard/data?from=…&to=…` the figures as JSON (`zapstream.analytics.report`,
   the same as `zapstream report --json`; `from`/`to` as on the command line);
-- `POST /dashboard/login` (form field `token`) sets the session cookie;
+- `POST /dashboard/login` (form field `token`) sets the session cookie; a client that
+  gets the token wrong 5 times in 5 minutes is refused (429, `Retry-After`) for 15
+  minutes (`ingest.login_throttle`);
   `POST /dashboard/logout` clears it.
 
 Who may see it: `ingest.admin_session`. Without access the page answers 401 with the
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -29,6 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ingest.admin_session import Access, Sessions
+from ingest.login_throttle import LoginThrottle
 from zapstream.analytics.period import InvalidPeriod, Period, parse_period
 from zapstream.analytics.report import build_report
 from zapstream.analytics.source import reader
@@ -63,6 +68,14 @@ def _page(name: str, status: int = 200, message: str = "") -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
+def _locked(wait_s: float) -> HTMLResponse:
+    """429: too many wrong tokens from this client (`ingest.login_throttle`)."""
+    minutes = max(1, math.ceil(wait_s / 60))
+    resp = _page("login.html", 429, f"Too many wrong tokens: try again in {minutes} minute(s).")
+    resp.headers["Retry-After"] = str(math.ceil(wait_s))
+    return resp
+
+
 def _closed() -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><title>zapstream</title><p>The dashboard is closed: set ADMIN_TOKEN.",
@@ -74,6 +87,7 @@ def _closed() -> HTMLResponse:
 def dashboard_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     sessions = Sessions(settings)
+    throttle = LoginThrottle()
     one_at_a_time = asyncio.Lock()
 
     @router.get("/dashboard", include_in_schema=False)
@@ -103,13 +117,20 @@ def dashboard_router(settings: Settings) -> APIRouter:
         if len(body) > LOGIN_FORM_MAX_BYTES:
             return _page("login.html", 413, "That is too long to be the token.")
         given = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
-        if not sessions.open and not sessions.token_ok(given):
-            log.warning("dashboard login refused")
+        if sessions.open:
+            return RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
+        client = request.client.host if request.client else "unknown"
+        wait = throttle.locked_for(client, time.monotonic())
+        if wait > 0:
+            return _locked(wait)
+        if not sessions.token_ok(given):
+            locked = throttle.failed(client, time.monotonic())
+            log.warning("dashboard login refused", extra={"client": client, "locked_s": round(locked)})
             await asyncio.sleep(FAILED_LOGIN_DELAY_S)
-            return _page("login.html", 401, "Wrong token.")
+            return _locked(locked) if locked else _page("login.html", 401, "Wrong token.")
+        throttle.succeeded(client)
         resp = RedirectResponse("/dashboard", status_code=303, headers=SECURITY_HEADERS)
-        if not sessions.open:
-            sessions.set_cookie(request, resp)
+        sessions.set_cookie(request, resp)
         return resp
 
     @router.post("/dashboard/logout", include_in_schema=False)

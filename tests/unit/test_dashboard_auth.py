@@ -130,3 +130,29 @@ def test_the_assets_are_served_from_the_package(tmp_path: Path, asset: str) -> N
     resp = _call(_settings(tmp_path, TOKEN), "GET", f"/dashboard/{asset}")
     assert resp.status_code == 200
     assert len(resp.text) > 100
+
+
+def test_a_client_that_keeps_guessing_is_locked_out_and_others_are_not(tmp_path: Path) -> None:
+    """Five wrong tokens in a row: the sixth try, even with the right token, is 429 with
+    Retry-After; another address still logs in."""
+    app = FastAPI()
+    app.include_router(dashboard_router(_settings(tmp_path, TOKEN)))
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    async def login(token: str, client: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post("/dashboard/login", content=f"token={token}".encode(), headers=form)
+
+    async def go() -> list[httpx.Response]:
+        wrong = [await login(f"guess{i}", "10.0.0.9") for i in range(5)]
+        return [*wrong, await login(TOKEN, "10.0.0.9"), await login(TOKEN, "10.0.0.7")]
+
+    *wrong, locked, other = asyncio.run(go())
+    assert [r.status_code for r in wrong] == [401, 401, 401, 401, 429]
+    assert locked.status_code == 429
+    assert "set-cookie" not in locked.headers
+    assert int(locked.headers["retry-after"]) > 60
+    assert "Too many wrong tokens" in locked.text
+    assert other.status_code == 303
+    assert "set-cookie" in other.headers
