@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from sinks import wire
+
 Row = tuple[Any, ...]
 RowFn = Callable[[Any], Row]
 
@@ -83,12 +85,9 @@ def unrecognized_row(u: Any) -> Row:
     return (u.event_id, u.reason, u.field, u.received_at, json_text(u.raw))
 
 
-SESSION_FIELDS = (
-    "schema_version", "user_id", "wa_id", "bsuid", "phone_number_id", "first_inbound_at",
-    "last_inbound_at", "turn_count", "last_intent", "consecutive_fallbacks", "handoff_active",
-    "handoff_since", "handoff_id", "opted_out", "language", "last_turn_id", "updated_at",
-)  # fmt: skip
-"""`schemas.conversation.Session`'s fields, as `turns.session` keeps them."""
+SESSION_FIELDS: tuple[str, ...] = wire.Session.__struct_fields__
+"""`schemas.conversation.Session`'s fields (its mirror's, which the tests hold to it),
+as `turns.session` keeps them."""
 
 
 def session_json(s: Any) -> str:

@@ -304,10 +304,10 @@ class Job:
         load_seeds = self.seeds or duckdb_seeds(settings)
         looked_up: set[str] = set()
 
-        def seed(messages: list[tuple[Any, MessageReceived]]) -> None:
+        def seed(messages: list[MessageReceived]) -> None:
             """Start the users first met in this batch from their live sessions."""
             first: dict[str, datetime] = {}
-            for _, msg in messages:
+            for msg in messages:
                 if msg.user_id not in looked_up and msg.user_id not in replayer.users:
                     first.setdefault(msg.user_id, msg.received_at)
             if not first or part.seed_error is not None:
@@ -360,7 +360,7 @@ class Job:
                         items.append((rec, msg))
                     if self.dry_run:
                         continue
-                    seed([(r, m) for r, m in items if isinstance(m, MessageReceived)])
+                    seed([m for _, m in items if isinstance(m, MessageReceived)])
                     for rec, item in items:
                         if isinstance(item, MessageReceived):
                             decided = await replayer.message(rec.partition, rec.offset, item)
