@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 
 from zapstream.errors import (
@@ -155,13 +156,18 @@ def _transient(reason: str, retry_after: float | None, ctx: dict[str, Any]) -> G
 
 
 def _classify_exception(exc: BaseException, outbound_id: str | None) -> GraphError:
-    name = type(exc).__name__
+    # The aiohttp transport re-raises aiohttp's errors as httpx ones, not always the
+    # closest (a refused connection becomes ConnectTimeout): name the real one.
+    cause = exc.__cause__
+    name = type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
     # The URL is ours and wrong: every retry would fail the same way.
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return GraphPermanentError(f"bad Graph API URL ({name})", outbound_id=outbound_id)
     # A timeout after the request was written may still have sent the message; the
     # Graph API has no idempotency key, so a retry can duplicate it (at-least-once).
-    if isinstance(exc, httpx.TransportError | OSError):  # OSError: TimeoutError too
+    # aiohttp.ClientError: what the client's aiohttp transport (graph_client) raises
+    # for a broken answer that it does not map to an httpx error.
+    if isinstance(exc, httpx.TransportError | OSError | aiohttp.ClientError):
         return GraphTransientError(
             f"no answer from the Graph API ({name})", outbound_id=outbound_id
         )

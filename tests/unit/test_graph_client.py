@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from processors.graph_client import (
-    POOL_SIZE,
     GraphClient,
-    HttpPools,
     SendOutcome,
     build_message_body,
     is_bsuid,
@@ -294,34 +292,119 @@ async def test_a_shared_http_client_is_not_closed_but_an_owned_one_is():
     await shared.aclose()
     owned = GraphClient(settings())
     await owned.aclose()
-    pools = owned._http
-    assert isinstance(pools, HttpPools)
-    assert all(c.is_closed for c in pools.clients)
+    assert isinstance(owned._http, httpx.AsyncClient)
+    assert owned._http.is_closed
 
 
-def test_connections_are_spread_over_small_pools() -> None:
-    assert len(HttpPools(32).clients) == 32 // POOL_SIZE
-    assert len(HttpPools(5).clients) == 1
-    assert len(HttpPools(POOL_SIZE + 1).clients) == 2
+# --- the default client, against a real HTTP server on loopback ---------------------
+class LoopbackGraph:
+    """A minimal Graph API on a free loopback port (aiohttp's server): records each
+    request and how many were in flight at once; `mode` picks the answer."""
+
+    def __init__(self, mode: str = "ok", hold_s: float = 0.0) -> None:
+        self.mode, self.hold_s = mode, hold_s
+        self.requests: list[tuple[str, dict[str, Any], str | None]] = []
+        self.in_flight = self.most_in_flight = 0
+        self.peers: set[int] = set()
+        self._runner: Any = None
+        self.url = ""
+
+    async def __aenter__(self) -> LoopbackGraph:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            peer = request.transport.get_extra_info("peername") if request.transport else None
+            if peer:
+                self.peers.add(peer[1])
+            try:
+                body = await request.json()
+                self.requests.append((request.path, body, request.headers.get("Authorization")))
+                n = len(self.requests)
+                await asyncio.sleep(self.hold_s)
+                if self.mode == "drop":  # read the request, then hang up without answering
+                    assert request.transport is not None
+                    request.transport.close()
+                    return web.Response(status=200)
+                if self.mode == "garbage":
+                    return web.Response(status=200, body=b"<html>not json</html>")
+                return web.json_response(
+                    {"messages": [{"id": f"wamid.{n}"}], "contacts": [{"wa_id": PHONE}]}
+                )
+            finally:
+                self.in_flight -= 1
+
+        app = web.Application()
+        app.router.add_post("/{version}/{pnid}/messages", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
 
 
-async def test_each_request_goes_to_the_least_busy_pool() -> None:
-    gate = asyncio.Event()
-    served: list[int] = []
+def loopback_settings(url: str, **kw: Any) -> Settings:
+    return settings().model_copy(update={"graph_api_base_url": url, **kw})
 
-    def transport(i: int) -> httpx.MockTransport:
-        async def handler(request: httpx.Request) -> httpx.Response:
-            served.append(i)
-            await gate.wait()
-            return httpx.Response(200, json={"ok": i})
 
-        return httpx.MockTransport(handler)
+async def test_the_default_client_sends_to_a_real_server_and_reads_the_answer() -> None:
+    async with LoopbackGraph() as graph, GraphClient(loopback_settings(graph.url)) as client:
+        outcome = await client.send(message())
+    assert outcome.wamid == "wamid.1"
+    assert outcome.contact_id == PHONE
+    assert outcome.status_code == 200
+    path, body, auth = graph.requests[0]
+    assert path == f"/v21.0/{PNID}/messages"
+    assert body["to"] == PHONE
+    assert body["text"] == {"body": "hello"}
+    assert auth == f"Bearer {TOKEN}"
 
-    pools = HttpPools(24)
-    pools.clients = [httpx.AsyncClient(transport=transport(i)) for i in range(3)]
-    calls = [asyncio.create_task(pools.request("POST", "http://graph.test/x")) for _ in range(6)]
-    await asyncio.sleep(0.01)
-    assert sorted(served) == [0, 0, 1, 1, 2, 2]  # two in flight on each, none piled on one
-    gate.set()
-    assert [r.status_code for r in await asyncio.gather(*calls)] == [200] * 6
-    await pools.aclose()
+
+async def test_the_default_client_keeps_to_its_connection_limit_and_reuses_connections() -> None:
+    async with LoopbackGraph(hold_s=0.05) as graph:
+        s = loopback_settings(graph.url, graph_max_connections=4)
+        async with GraphClient(s) as client:
+            outcomes = await asyncio.gather(
+                *(client.send(message(outbound_id=f"out_{i}")) for i in range(40))
+            )
+    assert len({o.wamid for o in outcomes}) == 40
+    assert graph.most_in_flight <= 4
+    assert len(graph.peers) <= 4  # 40 requests over at most 4 kept-alive connections
+
+
+async def test_a_refused_connection_is_a_transient_error() -> None:
+    async with LoopbackGraph() as graph:
+        url = graph.url  # the port is closed again when the server stops
+    async with GraphClient(loopback_settings(url)) as client:
+        with pytest.raises(GraphTransientError) as info:
+            await client.send(message())
+    assert info.value.retryable
+    assert "ClientConnectorError" in str(info.value)  # the real cause, not "ConnectTimeout"
+    assert TOKEN not in str(info.value)
+
+
+async def test_a_connection_dropped_before_the_answer_is_a_transient_error() -> None:
+    async with (
+        LoopbackGraph(mode="drop") as graph,
+        GraphClient(loopback_settings(graph.url)) as client,
+    ):
+        with pytest.raises(GraphTransientError) as info:
+            await client.send(message())
+    assert info.value.retryable
+    assert len(graph.requests) == 1
+
+
+async def test_an_answer_that_is_not_json_is_reported_sent_without_a_wamid() -> None:
+    async with (
+        LoopbackGraph(mode="garbage") as graph,
+        GraphClient(loopback_settings(graph.url)) as client,
+    ):
+        outcome = await client.send(message())
+    assert outcome.status_code == 200
+    assert outcome.wamid is None

@@ -136,3 +136,71 @@ async def test_an_engine_without_a_client_makes_one_on_first_use_and_closes_it()
     assert client.timeout.read == 0.2
     await e.aclose()
     assert client.is_closed
+
+
+# --- the default client (httpx over aiohttp's pool), against a real server on loopback
+class Decider:
+    """A decision service on a free loopback port; `hold_s` delays each answer."""
+
+    def __init__(self, hold_s: float = 0.0) -> None:
+        self.hold_s = hold_s
+        self.url = ""
+
+    async def __aenter__(self) -> Decider:
+        import asyncio
+
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            await request.json()
+            await asyncio.sleep(self.hold_s)
+            return web.json_response(
+                {"intent": "greet", "actions": [{"action": "send_text", "body": "hi there"}]}
+            )
+
+        app = web.Application()
+        app.router.add_post("/decide", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/decide"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+async def test_the_default_client_gets_the_answer_of_a_real_service():
+    async with Decider() as decider:
+        e = HttpEngine(decider.url, timeout_s=5.0)
+        try:
+            d = await e.decide(None, turn(), T0)
+        finally:
+            await e.aclose()
+    assert d.intent == "greet"
+    assert SendText(body="hi there") in d.actions
+
+
+@pytest.mark.parametrize("case", ["slow", "refused"])
+async def test_the_default_client_falls_back_when_the_service_is_slow_or_gone(case, caplog):
+    caplog.set_level(logging.WARNING, logger="processors.http_engine")
+    async with Decider(hold_s=3.0) as decider:
+        url = decider.url
+        e = HttpEngine(url, timeout_s=0.3)
+        try:
+            if case == "slow":
+                d = await e.decide(Session.new(USER, language="en"), turn(), T0)
+        finally:
+            if case == "slow":
+                await e.aclose()
+    if case == "refused":  # the server is gone: its port refuses connections
+        try:
+            d = await e.decide(Session.new(USER, language="en"), turn(), T0)
+        finally:
+            await e.aclose()
+    assert d.intent == FALLBACK_INTENT
+    (record,) = caplog.records
+    expected = "no answer within" if case == "slow" else "transport error"
+    assert expected in record.reason  # type: ignore[attr-defined]

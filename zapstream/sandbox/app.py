@@ -279,7 +279,9 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
                     display_phone_number=c.display_phone_number,
                 )
                 secret = c.app_secret.get_secret_value()
-                state.sender.schedule(delay, payload, url=c.webhook_url, secret=secret)
+                state.sender.schedule(
+                    delay, payload, url=c.webhook_url, secret=secret, key=wamid
+                )
         return JSONResponse(send_response(wamid, body))
 
     return app
