@@ -144,3 +144,20 @@ def test_embedding_settings_are_bounded() -> None:
     assert Settings(data_dir=Path("/d")).resolved_embedding_cache_dir == Path(
         "/d/models/embeddings"
     )
+
+
+@pytest.mark.parametrize(("linger", "fetch_wait"), [(50, 50), (0, 10), (200, 200)])
+def test_the_embedder_fetches_no_more_often_than_it_batches(
+    tmp_path: Path, linger: int, fetch_wait: int
+) -> None:
+    from processors.embedder import create_embedder_app
+
+    s = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        embedding_linger_ms=linger,
+        consumer_fetch_max_wait_ms=10,
+        kafka_bootstrap_servers="127.0.0.1:9",  # never contacted: the app is only built
+    )
+    app = create_embedder_app(s)
+    assert app.zapstream_fetch_max_wait_ms == fetch_wait
