@@ -75,5 +75,5 @@ def create_faust_app(
     options = faust_settings(settings, app_id=app_id, web_port=web_port, web=web, state_dir=state_dir)
     app = FastFetchApp(**options)
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
-    app.zapstream_fetch_idle_wait_ms = settings.consumer_fetch_idle_wait_ms
+    app.zapstream_fetch_idle_wait_ms = settings.fetch_idle_wait_ms
     return app

@@ -37,7 +37,7 @@ from processors import metrics
 from processors.embeddings.backends import make_encoder
 from processors.embeddings.encoder import Backend, Encoder, FloatArray
 from processors.embeddings.model import ModelFolder, inspect_model
-from processors.faust_transport import mark_received
+from processors.faust_transport import FastFetchApp, mark_received
 from schemas.codec import decode, encode
 from schemas.embeddings import EmbeddingComputed, EmbeddingRequested, encode_vector
 from schemas.processing import ProcessingDeadLetter
@@ -116,7 +116,7 @@ class Embedder:
         return await loop.run_in_executor(self.executor, self.encoder.encode, texts)
 
 
-def create_embedder_app(settings: Settings) -> faust.App:
+def create_embedder_app(settings: Settings) -> FastFetchApp:
     from processors.app import create_faust_app
 
     port = settings.embedding_web_port

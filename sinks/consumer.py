@@ -166,7 +166,7 @@ class SinkConsumer:
             self.consumer,
             busy_ms=self.settings.consumer_fetch_max_wait_ms,
             idle_ms=max(
-                self.settings.consumer_fetch_idle_wait_ms,
+                self.settings.fetch_idle_wait_ms,
                 self.settings.consumer_fetch_max_wait_ms,
             ),
         )

@@ -22,6 +22,8 @@ DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_ACCESS_TOKEN = "dev-access-token"  # noqa: S105
 DEV_PHONE_NUMBER_ID = "100000000000001"
 DEV_HELPDESK_SECRET = "dev-helpdesk-secret"  # noqa: S105
+IDLE_WAIT_MS = {"tansu": 500, "kafka": 2000}
+"""CONSUMER_FETCH_IDLE_WAIT_MS when unset, by the broker the process talks to."""
 
 
 class Settings(BaseSettings):
@@ -44,10 +46,14 @@ class Settings(BaseSettings):
     """How long a fetch may wait for data while records flow. Tansu holds every fetch
     this long, so it is the floor of each hop's latency there; Faust's own default is
     1500 ms."""
-    consumer_fetch_idle_wait_ms: int = Field(default=500, ge=0)
+    consumer_fetch_idle_wait_ms: int | None = Field(default=None, ge=0)
     """The fetch wait once a consumer found nothing for a second: an idle stack then
-    asks the broker twice a second instead of a hundred times. On Tansu the first
-    record after a quiet spell may wait up to this long; on Apache Kafka, nothing."""
+    asks the broker a few times a second instead of a hundred. Unset: the worker and
+    the embedder ask the broker which it is (as TABLE_STORE=auto does) and wait 500 ms
+    on Tansu, where the first record after a quiet spell may wait up to this long, and
+    2000 ms on Apache Kafka, which answers a fetch as soon as data arrives, so the
+    longer wait costs no latency there (measured, idle stack: 10.5 → 7.0 % of a core).
+    The sink waits 500 ms unless this is set."""
     consumer_metadata_max_age_ms: int = Field(default=10_000, ge=1000)
     """How often consumers refresh topic metadata even when nothing seems to change
     (Kafka's default is 5 minutes). A group that rebalanced while a restarting broker
@@ -297,6 +303,13 @@ class Settings(BaseSettings):
         return (
             self.duckdb_path if self.duckdb_path is not None else self.data_dir / "zapstream.duckdb"
         )
+
+    @property
+    def fetch_idle_wait_ms(self) -> int:
+        """CONSUMER_FETCH_IDLE_WAIT_MS, or Tansu's 500 ms where it was not resolved."""
+        if self.consumer_fetch_idle_wait_ms is None:
+            return IDLE_WAIT_MS["tansu"]
+        return self.consumer_fetch_idle_wait_ms
 
     @property
     def resolved_embedding_cache_dir(self) -> Path:

@@ -24,7 +24,7 @@ from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging, install_masking_everywhere
 from zapstream.log_throttle import throttle_library_logs
 from zapstream.run_sync import run_sync
-from zapstream.settings import Settings
+from zapstream.settings import IDLE_WAIT_MS, Settings
 
 log = logging.getLogger("zapstream")
 
@@ -104,18 +104,34 @@ def require_free_port(setting: str, port: int, host: str = "127.0.0.1") -> None:
             ) from exc
 
 
-def resolve_table_store(settings: Settings) -> str:
-    """TABLE_STORE=auto: RocksDB where the broker keeps the changelog for good and
-    answers end offsets right (Apache Kafka, which hands out producer ids), memory on
-    Tansu. A local RocksDB folder whose stored changelog offsets a fresh Tansu does not
-    have would stop Faust's recovery (ConsistencyError), and Tansu's end offsets are
-    wrong when a producer batched records (see shared/README.md)."""
-    if settings.table_store != "auto":
-        return settings.table_store
-    kafka = run_sync(detect_idempotence(settings.require_bootstrap()))
-    store = "rocksdb" if kafka else "memory"
-    log.info("TABLE_STORE=auto: %s (%s)", store, "Apache Kafka" if kafka else "Tansu")
-    return store
+def resolve_broker_defaults(settings: Settings, *, tables: bool = True) -> Settings:
+    """The settings that depend on which broker this is, when left to choose: ask the
+    broker once (Apache Kafka hands out producer ids, Tansu does not).
+
+    TABLE_STORE=auto: RocksDB where the broker keeps the changelog for good and answers
+    end offsets right (Apache Kafka), memory on Tansu. A local RocksDB folder whose
+    stored changelog offsets a fresh Tansu does not have would stop Faust's recovery
+    (ConsistencyError), and Tansu's end offsets are wrong when a producer batched
+    records (see shared/README.md).
+
+    CONSUMER_FETCH_IDLE_WAIT_MS unset: `IDLE_WAIT_MS` of the broker (Tansu holds every
+    fetch for the whole wait; Apache Kafka answers as soon as data arrives).
+
+    `tables=False`: a process without tables (the embedder) leaves TABLE_STORE alone."""
+    update: dict[str, Any] = {}
+    store_auto = tables and settings.table_store == "auto"
+    if store_auto or settings.consumer_fetch_idle_wait_ms is None:
+        kafka = run_sync(detect_idempotence(settings.require_bootstrap()))
+        name = "Apache Kafka" if kafka else "Tansu"
+        if store_auto:
+            update["table_store"] = "rocksdb" if kafka else "memory"
+            log.info("TABLE_STORE=auto: %s (%s)", update["table_store"], name)
+        if settings.consumer_fetch_idle_wait_ms is None:
+            update["consumer_fetch_idle_wait_ms"] = IDLE_WAIT_MS["kafka" if kafka else "tansu"]
+            log.info(
+                "CONSUMER_FETCH_IDLE_WAIT_MS: %d (%s)", update["consumer_fetch_idle_wait_ms"], name
+            )
+    return settings.model_copy(update=update) if update else settings
 
 
 def run_worker(settings: Settings) -> None:
@@ -128,7 +144,7 @@ def run_worker(settings: Settings) -> None:
     check_broker_sync(settings.require_bootstrap())
     require_free_port("WORKER_WEB_PORT", settings.worker_web_port)
     use_event_loop(settings)
-    settings = settings.model_copy(update={"table_store": resolve_table_store(settings)})
+    settings = resolve_broker_defaults(settings)
     app = create_faust_app(
         settings,
         app_id=settings.app_id,
@@ -186,6 +202,7 @@ def run_embedder(settings: Settings) -> None:
         },
     )
     use_event_loop(settings)
+    settings = resolve_broker_defaults(settings, tables=False)
     app = create_embedder_app(settings)
     register_embedder(app, settings, Embedder(encoder, model))
     if port is not None:
