@@ -46,7 +46,7 @@ from processors.user_state import Origin, SeenEntry, UserState, intake, with_ses
 from schemas.codec import decode, encode
 from schemas.control import Control, parse_control
 from schemas.conversation import Turn
-from schemas.events import MessageReceived, StatusReceived
+from schemas.events import MessageReceived, status_ids
 from schemas.outbound import OutboundMessage, SendResult
 from schemas.processing import ProcessingDeadLetter
 from schemas.topics import WORKER_TABLES, Topics
@@ -442,15 +442,12 @@ def _register_senders(worker: Worker) -> None:
         async for event in stream.events():
             mark_received(event)
             try:
-                status = decode(StatusReceived, event.value)
+                oid, wamid = status_ids(event.value)
             except Exception:  # noqa: S112 - the sink keeps it in rejected_events
                 continue
-            oid = status.biz_opaque_callback_data
             if not oid or not oid.startswith("out_") or confirmed.get(oid) is not None:
                 continue
-            confirmed[oid] = wrap(
-                time.time() + ttl, event.message.partition, (status.wamid or "").encode()
-            )
+            confirmed[oid] = wrap(time.time() + ttl, event.message.partition, wamid.encode())
 
 
 # --- housekeeping: rebalances, the rate share, expiry ---------------------------------

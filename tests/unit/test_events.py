@@ -114,3 +114,44 @@ def test_a_sample_missing_a_required_field_is_an_invalid_payload() -> None:
     del doc["user_id"]
     with pytest.raises(InvalidPayload, match="message_received"):
         decode(MessageReceived, doc)
+
+
+# --- status_ids: the confirm agent's two fields, without building the model ----------
+@pytest.mark.parametrize("name", ["status_received", "status_received_minimal"])
+def test_status_ids_read_the_same_ids_as_a_full_decode(name: str) -> None:
+    from schemas.events import status_ids
+
+    raw = (V1 / f"{name}.json").read_bytes()
+    full = decode(StatusReceived, raw)
+    assert status_ids(raw) == (full.biz_opaque_callback_data, full.wamid)
+
+
+def test_status_ids_of_a_status_parsed_from_a_sandbox_webhook() -> None:
+    from ingest.parse import parse_webhook
+    from schemas.events import status_ids
+    from zapstream.sandbox.graph import status_payload
+
+    request = {"to": "5511987654321", "type": "text", "biz_opaque_callback_data": "out_abc"}
+    payload = status_payload(
+        "delivered",
+        wamid="wamid.XYZ",
+        request=request,
+        now=1_700_000_000,
+        waba_id="1",
+        phone_number_id="2",
+        display_phone_number="15550001111",
+    )
+    (status,) = parse_webhook(payload, datetime.now(UTC)).statuses
+    assert status_ids(encode(status)) == ("out_abc", "wamid.XYZ")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[1, 2]", b'{"schema_version": 1}', b'{"wamid": 7}', b'{"schema_version": 2}'],
+    ids=["not-json", "not-object", "no-wamid", "wamid-not-text", "unknown-version"],
+)
+def test_status_ids_refuse_what_is_not_a_status(raw: bytes) -> None:
+    from schemas.events import status_ids
+
+    with pytest.raises(InvalidPayload):
+        status_ids(raw)

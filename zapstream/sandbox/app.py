@@ -77,6 +77,10 @@ class SandboxKnobs(BaseModel):
     """>0: a second message to one recipient sooner than this is refused with 131056."""
     retry_after_s: float | None = Field(default=1.0, ge=0)
     latency_ms: float = Field(default=0.0, ge=0)
+    """Every request waits this long before it is looked at (a slow network to Meta)."""
+    answer_delay_ms: float = Field(default=0.0, ge=0)
+    """A message is taken (recorded, its status webhooks scheduled) and the answer comes
+    this much later: a caller that dies or gives up meanwhile has a send in doubt."""
     permanent_fail_recipients: frozenset[str] = frozenset()
     """Always 131026 (undeliverable)."""
     outside_window_recipients: frozenset[str] = frozenset()
@@ -282,6 +286,8 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
                 state.sender.schedule(
                     delay, payload, url=c.webhook_url, secret=secret, key=wamid
                 )
+        if c.answer_delay_ms:
+            await asyncio.sleep(c.answer_delay_ms / 1000.0)
         return JSONResponse(send_response(wamid, body))
 
     return app
