@@ -50,6 +50,8 @@ log = logging.getLogger("zapstream.embedder")
 NICE = 19
 """The embedder's niceness where SCHED_IDLE is not available: replies first."""
 PUBLISH_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+EMBEDDER_IDLE_WAIT_MS = 2000
+"""The embedder's shortest fetch wait once idle, on any broker."""
 
 
 def backend_of(settings: Settings) -> Backend:
@@ -132,6 +134,9 @@ def create_embedder_app(settings: Settings) -> FastFetchApp:
     app.zapstream_fetch_max_wait_ms = max(
         settings.consumer_fetch_max_wait_ms, settings.embedding_linger_ms
     )
+    # Idle, no reply waits on an embedding: the first request after a quiet spell may
+    # wait EMBEDDER_IDLE_WAIT_MS on Tansu (which holds each fetch for the whole wait).
+    app.zapstream_fetch_idle_wait_ms = max(settings.fetch_idle_wait_ms, EMBEDDER_IDLE_WAIT_MS)
     return app
 
 

@@ -161,3 +161,4 @@ def test_the_embedder_fetches_no_more_often_than_it_batches(
     )
     app = create_embedder_app(s)
     assert app.zapstream_fetch_max_wait_ms == fetch_wait
+    assert app.zapstream_fetch_idle_wait_ms == 2000  # no reply waits on an embedding
