@@ -17,6 +17,7 @@ from processors.graph_client import (
     is_bsuid,
 )
 from schemas.outbound import OutboundMessage, outbound_id_for
+from tests.support.loopback_http import LoopbackServer
 from zapstream.errors import GraphPermanentError, GraphRateLimited, GraphTransientError
 from zapstream.settings import Settings
 
@@ -306,7 +307,7 @@ class LoopbackGraph:
         self.requests: list[tuple[str, dict[str, Any], str | None]] = []
         self.in_flight = self.most_in_flight = 0
         self.peers: set[int] = set()
-        self._runner: Any = None
+        self._server: LoopbackServer | None = None
         self.url = ""
 
     async def __aenter__(self) -> LoopbackGraph:
@@ -337,16 +338,13 @@ class LoopbackGraph:
 
         app = web.Application()
         app.router.add_post("/{version}/{pnid}/messages", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._server = LoopbackServer(app)
+        self.url = await self._server.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
+        assert self._server is not None
+        await self._server.__aexit__(*exc)
 
 
 def loopback_settings(url: str, **kw: Any) -> Settings:

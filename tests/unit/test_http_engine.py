@@ -14,6 +14,7 @@ from processors.engine import observe_turn
 from processors.http_engine import FALLBACK_INTENT, FALLBACK_TEXT, HttpEngine
 from schemas.conversation import Session, Turn
 from tests.support.events import single_turn
+from tests.support.loopback_http import LoopbackServer
 
 T0 = datetime(2025, 1, 6, 12, 0, tzinfo=UTC)
 USER = "5511900000001"
@@ -160,16 +161,12 @@ class Decider:
 
         app = web.Application()
         app.router.add_post("/decide", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/decide"
+        self._server = LoopbackServer(app)
+        self.url = f"{await self._server.__aenter__()}/decide"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
+        await self._server.__aexit__(*exc)
 
 
 async def test_the_default_client_gets_the_answer_of_a_real_service():

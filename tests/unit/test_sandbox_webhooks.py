@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.loopback_http import LoopbackServer
 from zapstream.sandbox.webhooks import StatusWebhookSender
 
 SECRET = "app-secret"
@@ -47,16 +48,12 @@ class Receiver:
 
         app = web.Application()
         app.router.add_post("/webhook", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/webhook"
+        self._server = LoopbackServer(app)
+        self.url = f"{await self._server.__aenter__()}/webhook"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._runner.cleanup()
+        await self._server.__aexit__(*exc)
 
 
 async def eventually(check: Any, timeout: float = 30.0) -> None:
