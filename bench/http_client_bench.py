@@ -37,10 +37,9 @@ async def serve() -> tuple[web.AppRunner, str]:
     app.router.add_post("/messages", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/messages"
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}/messages"
 
 
 async def measure(kind: str, url: str, requests: int, concurrency: int) -> float:

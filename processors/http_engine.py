@@ -25,18 +25,21 @@ from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 
 from processors.actions import Action, InvalidAction, MarkRead, SendText, action_from_dict
 from processors.actions import validate_action as check_limits
 from processors.engine import Decision, observe_turn
+from processors.graph_client import create_http_client
+from processors.retry_policy import transport_cause
 from schemas.conversation import Session, Turn
 from zapstream.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 REQUEST_SCHEMA_VERSION = 1
+ENGINE_MAX_CONNECTIONS = 100
+"""Calls to the decision service in flight at once (turns of different users)."""
 SESSION_FIELDS = frozenset({"language", "handoff_active", "opted_out", "last_intent"})
 FALLBACK_INTENT = "engine_error"
 FALLBACK_TEXT: Mapping[str, str] = {
@@ -111,9 +114,11 @@ class HttpEngine:
     def _http(self) -> httpx.AsyncClient:
         # Created on first use, inside the running loop, not at import or construction.
         if self._client is None:
-            # httpx's interface over aiohttp's pool: a third of the CPU per call of
-            # httpx's own transport (bench/http_client_bench.py).
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=AiohttpTransport())
+            self._client = create_http_client(
+                max_connections=ENGINE_MAX_CONNECTIONS,
+                timeout_s=self.timeout_s,
+                connect_timeout_s=self.timeout_s,
+            )
         return self._client
 
     async def decide(self, session: Session | None, turn: Turn, now: datetime) -> Decision:
@@ -127,9 +132,7 @@ class HttpEngine:
         except httpx.HTTPStatusError as exc:
             reason = f"status {exc.response.status_code}"
         except (httpx.HTTPError, aiohttp.ClientError, TimeoutError) as exc:
-            # The aiohttp transport maps a refused connection to httpx.ConnectTimeout:
-            # tell the two apart by the aiohttp error underneath.
-            real = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else exc
+            real = transport_cause(exc)  # a refused connection is not a timeout
             if isinstance(real, httpx.TimeoutException | TimeoutError):
                 reason = f"no answer within {self.timeout_s} s"
             else:

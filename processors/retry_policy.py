@@ -155,11 +155,16 @@ def _transient(reason: str, retry_after: float | None, ctx: dict[str, Any]) -> G
     return GraphTransientError(reason, **ctx)
 
 
-def _classify_exception(exc: BaseException, outbound_id: str | None) -> GraphError:
-    # The aiohttp transport re-raises aiohttp's errors as httpx ones, not always the
-    # closest (a refused connection becomes ConnectTimeout): name the real one.
+def transport_cause(exc: BaseException) -> BaseException:
+    """The aiohttp error under an httpx one. The aiohttp transport (`graph_client`)
+    re-raises aiohttp's errors as httpx ones, not always the closest (a refused
+    connection becomes ConnectTimeout): name and judge by the real one."""
     cause = exc.__cause__
-    name = type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
+    return cause if isinstance(cause, aiohttp.ClientError) else exc
+
+
+def _classify_exception(exc: BaseException, outbound_id: str | None) -> GraphError:
+    name = type(transport_cause(exc)).__name__
     # The URL is ours and wrong: every retry would fail the same way.
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return GraphPermanentError(f"bad Graph API URL ({name})", outbound_id=outbound_id)

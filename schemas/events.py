@@ -206,6 +206,7 @@ class _StatusIds(msgspec.Struct):
 
 
 _STATUS_IDS = msgspec.json.Decoder(_StatusIds)
+_STATUS_VERSION = StatusReceived.model_fields["schema_version"].default
 
 
 def status_ids(data: bytes) -> tuple[str | None, str]:
@@ -217,7 +218,7 @@ def status_ids(data: bytes) -> tuple[str | None, str]:
         ids = _STATUS_IDS.decode(data)
     except msgspec.DecodeError as exc:
         raise InvalidPayload(f"{StatusReceived.KIND}: {exc}") from exc
-    if ids.schema_version != 1 or ids.wamid is None:
+    if ids.schema_version != _STATUS_VERSION or ids.wamid is None:
         status = decode(StatusReceived, data)  # upgrades, or says what is wrong
         return status.biz_opaque_callback_data, status.wamid
     return ids.biz_opaque_callback_data, ids.wamid

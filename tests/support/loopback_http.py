@@ -15,10 +15,9 @@ class LoopbackServer:
 
     async def __aenter__(self) -> str:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{port}"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}"
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
