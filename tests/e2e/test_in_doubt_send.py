@@ -19,8 +19,9 @@ from tests.support.stack import Sandbox, Stack, new_user
 
 pytestmark = pytest.mark.e2e
 
-ANSWER_DELAY_MS = 4000
-"""How long the sandbox holds the answer of a send it took: the kill lands inside."""
+ANSWER_DELAY_MS = 30_000
+"""How long the sandbox holds the answer of a send it took: the kill lands inside, with
+room for a loaded machine (the worker's own call waits longer: SEND_TIMEOUT_S)."""
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # the restarted worker waits this long for the status webhook before it sends
         # again: long enough for a loaded machine's webhooks to come through
         SEND_CONFIRM_WAIT_S="30",
+        SEND_TIMEOUT_S="60",
     ).start()
     yield s
     assert s.stop() == 0, s.output()

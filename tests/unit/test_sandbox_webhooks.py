@@ -75,9 +75,13 @@ def keys_on_distinct_lanes(n: int, lanes: int) -> list[str]:
 
 async def test_statuses_of_one_message_arrive_in_order_and_messages_go_out_at_once() -> None:
     counts: Counter[str] = Counter()
-    sender = StatusWebhookSender(count=lambda name: counts.update([name]), concurrency=4)
+    # Posts wait far longer than the receiver holds one (no timeout, no retry in the
+    # test's way); the receiver lets a post go as soon as a second one is in flight.
+    sender = StatusWebhookSender(
+        count=lambda name: counts.update([name]), concurrency=4, timeout_s=120
+    )
     keys = keys_on_distinct_lanes(3, 4) + ["wamid.same-lane-" + str(i) for i in range(5)]
-    async with Receiver(together=2) as receiver:
+    async with Receiver(together=2, hold_s=60) as receiver:
         sender.start()
         try:
             for key in keys:
@@ -85,7 +89,7 @@ async def test_statuses_of_one_message_arrive_in_order_and_messages_go_out_at_on
                     sender.schedule(
                         0.0, {"id": key, "status": status}, url=receiver.url, secret=SECRET, key=key
                     )
-            await eventually(lambda: counts["webhooks_delivered"] == 3 * len(keys))
+            await eventually(lambda: counts["webhooks_delivered"] == 3 * len(keys), timeout=300)
         finally:
             await sender.stop()
     assert receiver.most_in_flight >= 2  # different messages were posted at once
