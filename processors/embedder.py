@@ -8,7 +8,8 @@ port for `/metrics` only when EMBEDDING_WEB_PORT is set), so an embedding backlo
 publishes requests, and scaling is by processes (`EMBEDDING_WORKERS`). Each process
 encodes on ONE thread (a single-thread executor; torch and onnxruntime on one intra-op
 thread): measured, two threads on two busy cores are slower than one. The process also
-runs at the lowest CPU priority (`lower_priority`: Linux's SCHED_IDLE, else nice 19),
+runs at the lowest CPU priority (`lower_priority`: Linux's SCHED_IDLE, else nice 19, and
+its session's autogroup at nice 19),
 so that on a busy machine the worker, the API and the broker go first.
 
 Delivery is at least once: a batch (`stream.noack_take`) is acked only after its
@@ -22,7 +23,6 @@ whole is encoded again text by text to find it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -42,6 +42,7 @@ from schemas.codec import decode, encode
 from schemas.embeddings import EmbeddingComputed, EmbeddingRequested, encode_vector
 from schemas.processing import ProcessingDeadLetter
 from schemas.topics import Topics
+from zapstream import cpu_priority
 from zapstream.errors import InvalidPayload, ZapstreamError
 from zapstream.settings import Settings
 
@@ -267,16 +268,9 @@ def fatal(exc: BaseException) -> None:
 
 def lower_priority() -> str:
     """Run only on CPU time nothing else wants: SCHED_IDLE (Linux; any runnable task of
-    normal priority preempts it at once), else nice 19. Called first thing in the main
-    thread: threads started later inherit it (on Linux both are per thread). Measured
-    with nice 10, a 5,000-request backlog still added ~140 ms to the reply p95 on a
-    busy 2-core box (bench/embed_backlog_bench.py). Returns what it set."""
-    idle = getattr(os, "SCHED_IDLE", None)
-    if idle is not None:
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, idle, os.sched_param(0))
-            return "SCHED_IDLE"
-    with contextlib.suppress(OSError):  # not allowed here: run at the normal priority
-        os.nice(NICE)
-        return f"nice {NICE}"
-    return "normal"
+    normal priority preempts it at once), else nice 19, and the session's autogroup at
+    nice 19 (`zapstream.cpu_priority`). Called first thing in the main thread: threads
+    started later inherit it. Measured with nice 10, a 5,000-request backlog still added
+    ~140 ms to the reply p95 on a busy 2-core box (bench/embed_backlog_bench.py).
+    Returns what it set."""
+    return cpu_priority.lower_priority(NICE, idle=True)
