@@ -95,10 +95,20 @@ class KeyedLanes:
     _sem: asyncio.Semaphore | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _metrics: StageMetrics = field(init=False)
+    _retrying: AsyncRetrying = field(init=False)
 
     def __post_init__(self) -> None:
         self._sem = asyncio.Semaphore(self.max_in_flight)
         self._metrics = StageMetrics(self.name)
+        plan = self.retry
+        self._retrying = AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(plan.max_attempts) | stop_after_delay(plan.max_elapsed_s),
+            wait=wait_exponential_jitter(multiplier=plan.base_s, max=plan.cap_s),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        """Copied per failed event (a copy holds that event's attempts)."""
 
     @property
     def in_flight(self) -> int:
@@ -152,21 +162,28 @@ class KeyedLanes:
     async def _handle(
         self, key: Hashable, token: Any, handler: Callable[[], Awaitable[None]]
     ) -> None:
-        plan = self.retry
-        attempts = 0
+        attempts = 1
         metrics = self._metrics
         started = time.perf_counter()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_retryable),
-                stop=stop_after_attempt(plan.max_attempts) | stop_after_delay(plan.max_elapsed_s),
-                wait=wait_exponential_jitter(initial=plan.base_s, max=plan.cap_s),
-                before_sleep=self._log_retry,
-                reraise=True,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    await handler()
+            # The first attempt runs directly: tenacity's loop costs ~50-60 us per
+            # event even when nothing fails (measured on the 2-core machine), and
+            # nearly every event succeeds at once. After a failure tenacity decides
+            # everything, that first attempt included (retryable? wait, stop, log).
+            first: Exception | None = None
+            try:
+                await handler()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                first = exc
+            if first is not None:
+                async for attempt in self._retrying.copy():
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        if attempts == 1:
+                            raise first
+                        await handler()
             metrics.handled.inc()
             metrics.latency.observe(time.perf_counter() - started)
         except asyncio.CancelledError:
@@ -188,7 +205,7 @@ class KeyedLanes:
     async def _dead_letter(self, token: Any, exc: BaseException, attempts: int) -> None:
         assert self.dead_letter is not None
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=self.retry.base_s, max=self.retry.cap_s),
+            wait=wait_exponential_jitter(multiplier=self.retry.base_s, max=self.retry.cap_s),
             before_sleep=self._log_retry,
         ):
             with attempt:

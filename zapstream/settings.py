@@ -197,6 +197,7 @@ class Settings(BaseSettings):
     """A worker stage retries a failing event this many times (while that user's later
     events wait), then sends it to the processing dead-letter topic."""
     handler_max_elapsed_s: float = Field(default=60.0, gt=0)
+    """...and for no longer than this, counted from its first failure."""
     handler_backoff_base_s: float = Field(default=0.2, gt=0)
     handler_backoff_cap_s: float = Field(default=10.0, gt=0)
     service_window_template: str | None = None

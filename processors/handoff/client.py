@@ -38,7 +38,7 @@ class HelpdeskClient:
         self._http = httpx.AsyncClient(
             timeout=settings.handoff_notify_timeout_s, transport=transport
         )
-        self._backoff = wait_exponential_jitter(initial=self.base_s, max=self.cap_s)
+        self._backoff = wait_exponential_jitter(multiplier=self.base_s, max=self.cap_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()
