@@ -8,6 +8,7 @@ The log goes to a file that is printed when start-up fails.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -49,7 +50,19 @@ def wait_for_metadata(
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with code {proc.returncode}")
-        if broker_answers(bootstrap, timeout_ms=1500):
+        # a Kafka client logs every refused connection as an error: ask it only once
+        # the port is open (a broker starting up is not a failure worth a log line)
+        if port_open(bootstrap) and broker_answers(bootstrap, timeout_ms=1500):
             return
         time.sleep(0.2)
     raise TimeoutError(f"no metadata answer from {bootstrap}")
+
+
+def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
+    """Does the first `host:port` of `bootstrap` accept a TCP connection?"""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
