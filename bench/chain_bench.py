@@ -219,9 +219,8 @@ def run_stack(
         "DEBOUNCE_QUIET_MS": str(quiet_ms),
         "SEND_RATE_PER_S": str(args.send_rate or 100000),
         "LOG_LEVEL": args.log_level,
+        "WORKERS": str(args.workers),
     }
-    if args.workers:
-        env["WORKERS"] = str(args.workers)
     if not args.send_rate:
         env["SEND_BURST"] = "100000"
     env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[arg-type]
@@ -319,9 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--idle-wait-s", type=float, default=10.0, help="idle measure starts this long after ready"
     )
-    ap.add_argument(
-        "--workers", type=int, default=None, help="WORKERS (default: the stack's own default)"
-    )
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument(
         "--send-rate", type=float, default=None, help="SEND_RATE_PER_S (default: lifted to 100000)"

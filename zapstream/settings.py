@@ -8,8 +8,6 @@ configuration; `Settings.dev_defaults_in_use()` says which are still in force.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -160,11 +158,7 @@ class Settings(BaseSettings):
 
     # --- Workers and the supervisor ----------------------------------------------
     app_id: str = "zapstream"
-    workers: int = Field(default_factory=lambda: default_workers(), ge=1)
-    """Worker processes `zapstream up` starts. Default: 2 where this process may use
-    two CPUs or more, else 1 (one worker is one event loop: measured on two cores at
-    200 msgs/s, two workers answered 160 replies/s with p95 3.7 s, one 103/s with
-    p95 13.9 s; at 100 msgs/s both held p95 ~0.5 s)."""
+    workers: int = Field(default=1, ge=1)
     worker_web_port: int = 6066
     table_store: Literal["auto", "rocksdb", "memory"] = "auto"
     """Where the worker keeps its tables. `rocksdb`: on local disk under
@@ -403,32 +397,3 @@ class Settings(BaseSettings):
                 "or point it at a Kafka cluster"
             )
         return self.kafka_bootstrap_servers
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), fewer where a cgroup quota
-    caps it (`cpu.max`, as a container's `--cpus` sets)."""
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        affinity = os.cpu_count() or 1
-    try:
-        cpu_max: str | None = Path("/sys/fs/cgroup/cpu.max").read_text()
-    except OSError:
-        cpu_max = None
-    return cpus_allowed(affinity, cpu_max)
-
-
-def cpus_allowed(affinity: int, cpu_max: str | None) -> int:
-    """`affinity` CPUs, capped by a cgroup v2 `cpu.max` ("<quota> <period>" or
-    "max <period>"), rounded up; at least 1."""
-    cpus = affinity
-    if cpu_max:
-        quota, _, period = cpu_max.strip().partition(" ")
-        if quota != "max" and quota.isdigit() and period.isdigit() and int(period):
-            cpus = min(cpus, math.ceil(int(quota) / int(period)))
-    return max(1, cpus)
-
-
-def default_workers() -> int:
-    return 2 if usable_cpus() >= 2 else 1

@@ -82,8 +82,6 @@ class Stack:
                 # No embedder unless a test asks for one (EMBEDDING_WORKERS=1 and a shared
                 # EMBEDDING_CACHE_DIR: the int8 model is built once per session).
                 "EMBEDDING_WORKERS": "0",
-                # One worker unless a test asks for more (the default follows the CPUs).
-                "WORKERS": "1",
             }
         )
         if bootstrap:

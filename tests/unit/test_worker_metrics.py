@@ -290,7 +290,7 @@ def test_each_worker_of_zapstream_up_gets_its_own_web_port_beside_the_others() -
     def ports(**kw: Any) -> list[int]:
         return worker_web_ports(Settings(_env_file=None, **kw))  # type: ignore[call-arg]
 
-    assert ports(workers=1) == [6066]
+    assert ports() == [6066]
     assert ports(workers=3) == [6066, 6068, 6069]  # 6067 is the sink's
     assert ports(workers=2, worker_web_port=7999, webhook_port=8000) == [7999, 8001]
 
