@@ -25,8 +25,9 @@ def lower_priority(nice: int, *, idle: bool = False) -> str:
 
     `idle`: SCHED_IDLE for this thread (any runnable task of normal priority preempts
     it at once), else `nice` for it. On Linux both are per thread and threads started
-    later inherit them: call it first, before anything starts a thread. Then the
-    session's autogroup gets `nice` (a process may always lower its own priority)."""
+    later inherit them: call it first, before anything starts a thread. Then, where
+    this process leads its own session (as `zapstream up` starts it), the session's
+    autogroup gets `nice` too (a process may always lower its own priority)."""
     done: list[str] = []
     policy = getattr(os, "SCHED_IDLE", None)
     if idle and policy is not None:
@@ -37,7 +38,10 @@ def lower_priority(nice: int, *, idle: bool = False) -> str:
         with contextlib.suppress(OSError):
             os.nice(nice - os.nice(0))
             done.append(f"nice {nice}")
-    if nice and _set_autogroup_nice(nice):
+    # Only a session leader owns its autogroup: in a shared session (`zapstream sink`
+    # typed in a shell, a test's subprocess) the group is the shell's or the test
+    # run's, and lowering it would slow every process in it.
+    if nice and os.getsid(0) == os.getpid() and _set_autogroup_nice(nice):
         done.append(f"autogroup nice {nice}")
     return ", ".join(done) or "normal"
 

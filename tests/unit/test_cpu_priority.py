@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zapstream.cpu_priority import lower_priority
+from zapstream.cpu_priority import autogroup_nice, lower_priority
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="needs Linux's CPU affinity"
@@ -23,7 +23,7 @@ SPIN = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from zapstream.cpu_priority import lower_priority
+    from zapstream.cpu_priority import autogroup_nice, lower_priority
     cpu, role, stop = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     os.sched_setaffinity(0, {cpu})
     if role == "background":
@@ -96,3 +96,24 @@ def test_the_autogroup_nice_value_is_set_where_the_kernel_has_autogroups() -> No
 
 def test_nothing_to_lower_is_normal() -> None:
     assert lower_priority(0) == "normal"
+
+
+def test_a_process_in_a_shared_session_leaves_the_session_s_autogroup_alone() -> None:
+    # `zapstream sink` typed in a shell, or started by a test without a session of its
+    # own: lowering the shared group would slow the shell or the whole test run
+    before = autogroup_nice()
+    if before is None:
+        pytest.skip("no autogroups here")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from zapstream.cpu_priority import lower_priority; print(lower_priority(10))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout.strip()
+    assert out == "nice 10"
+    assert autogroup_nice() == before
