@@ -20,7 +20,6 @@ from sinks.loader import Loader
 from sinks.routes import routes
 from sinks.tables import DEFAULT_EMBEDDING_DIM, TABLES, TableSpec, embeddings_spec
 from sinks.web import start_web, web_app
-from zapstream.cpu_priority import lower_priority
 from zapstream.errors import SinkBusy
 from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging
@@ -36,8 +35,6 @@ def run_sink(settings: Settings, loader: Loader | None = None) -> None:
     """Run the sink until SIGTERM. Exits at once when another sink holds the file."""
     configure_logging(settings.log_level, settings.log_format)
     throttle_library_logs()  # aiokafka logs every failed reconnection
-    if settings.sink_nice:  # first, before any thread starts: they inherit it
-        log.info("sink CPU priority: %s", lower_priority(settings.sink_nice))
     loader = loader or Loader(settings.resolved_duckdb_path, tables=sink_tables(settings))
     try:
         loader.open()

@@ -1,5 +1,5 @@
-"""Background processes give the CPU to the reply path: the embedder always, the sink
-when SINK_NICE asks (replies first; analytics and vectors catch up once load drops).
+"""A background process gives the CPU to the reply path (the embedder: replies first,
+vectors catch up once load drops).
 
 Linux groups processes for CPU time by session (`kernel.sched_autogroup_enabled`, on by
 default on desktops and many servers): `zapstream up` starts each child in a session

@@ -122,10 +122,6 @@ class Settings(BaseSettings):
     """Default: <DATA_DIR>/zapstream.duckdb."""
     sink_batch_size: int = Field(default=5_000, ge=1)
     sink_flush_ms: int = Field(default=500, ge=1)
-    sink_nice: int = Field(default=10, ge=0, le=19)
-    """The sink's CPU niceness (and its session's autogroup's, where Linux has one):
-    on a busy machine the reply path goes first and the tables catch up once load
-    drops. 0: the normal priority."""
     sink_web_port: int = 6067
     """The sink worker's HTTP port; `zapstream db` queries through it while the sink
     holds the DuckDB file."""
