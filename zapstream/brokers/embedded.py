@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from zapstream.errors import ZapstreamError
+from zapstream.errors import InvalidBrokerAddress, ZapstreamError
+from zapstream.kafka_address import parse_bootstrap
 from zapstream.kafka_probe import broker_answers
 
 
@@ -60,9 +61,9 @@ def wait_for_metadata(
 
 def port_open(bootstrap: str, timeout_s: float = 0.5) -> bool:
     """Does the first `host:port` of `bootstrap` accept a TCP connection?"""
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        first = parse_bootstrap(bootstrap)[0]
+        with socket.create_connection((first.host, first.port), timeout=timeout_s):
             return True
-    except (OSError, ValueError):
+    except (OSError, InvalidBrokerAddress):
         return False
