@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 AUTOGROUP = Path("/proc/self/autogroup")
@@ -57,7 +58,14 @@ def _set_autogroup_nice(nice: int) -> bool:
 def autogroup_nice() -> int | None:
     """The nice value of this process's autogroup; None where there is none."""
     try:
-        text = AUTOGROUP.read_text()  # "/autogroup-123 nice 19"
+        return parse_autogroup(AUTOGROUP.read_text())
     except OSError:
         return None
-    return int(text.split("nice", 1)[1])
+
+
+def parse_autogroup(text: str) -> int | None:
+    """`/proc/<pid>/autogroup` reads "/autogroup-123 nice 19"; it is empty for a process
+    in no autogroup of its own (the root group: a session that init or a container's
+    first process started)."""
+    match = re.fullmatch(r"/autogroup-\d+ nice (-?\d+)\s*", text)
+    return int(match.group(1)) if match else None

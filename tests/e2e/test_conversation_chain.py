@@ -70,6 +70,8 @@ def test_a_text_gets_one_reply_of_the_right_shape_and_lands_in_duckdb(
         1,
     )
     assert rows == [("read",)]
+    # the turn's topic is loaded apart from the statuses': wait for it, not just after
+    echo_stack.wait_for_rows(f"SELECT 1 FROM turns WHERE user_id = '{user}'", 1)
     sandbox.settle()
     assert len(sandbox.messages(user)) == 1  # once
     assert echo_stack.query(f"SELECT count(*) FROM turns WHERE user_id = '{user}'") == [(1,)]

@@ -29,11 +29,13 @@ from zapstream.supervisor.supervisor import worker_web_ports
 APP_SECRET = "e2e-app-secret"
 
 
-def free_ports(n: int) -> int:
-    """The first of `n` consecutive free ports: `zapstream up` gives worker i the web
-    port WORKER_WEB_PORT + i - 1."""
+def free_ports(n: int, avoid: set[int]) -> int:
+    """The first of `n` consecutive free ports, none of them in `avoid`: `zapstream up`
+    gives worker i the web port WORKER_WEB_PORT + i - 1, and the embedders the next."""
     while True:
-        base = free_port()
+        base = free_port(avoid=avoid)
+        if avoid.intersection(range(base, base + n)):
+            continue
         try:
             for port in range(base + 1, base + n):
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -41,6 +43,14 @@ def free_ports(n: int) -> int:
         except OSError:
             continue
         return base
+
+
+def taken_port(taken: set[int]) -> int:
+    """A free port none of `taken` (ports promised to servers not started yet); it is
+    added to `taken`."""
+    port = free_port(avoid=taken)
+    taken.add(port)
+    return port
 
 
 def new_user() -> str:
@@ -53,8 +63,12 @@ class Stack:
         self, data_dir: Path, *, broker: str = "tansu", bootstrap: str | None = None, **env: str
     ) -> None:
         self.data_dir = data_dir
-        self.webhook_port = free_port()
-        self.sink_port = free_port()
+        # None of the stack's servers binds before `zapstream up` starts them, so each
+        # pick avoids the ones before it (two picks once landed on one port: the API
+        # could not bind its port five times over, and the stack did not come up).
+        taken: set[int] = set()
+        self.webhook_port = taken_port(taken)
+        self.sink_port = taken_port(taken)
         self.env = dict(os.environ)
         for key in list(self.env):
             if key.startswith(
@@ -67,7 +81,7 @@ class Stack:
                 "BROKER": broker,
                 "WEBHOOK_PORT": str(self.webhook_port),
                 "SINK_WEB_PORT": str(self.sink_port),
-                "SANDBOX_PORT": str(free_port()),
+                "SANDBOX_PORT": str(taken_port(taken)),
                 "WHATSAPP_APP_SECRET": APP_SECRET,
                 "BROKER_SESSION_TIMEOUT_S": "4",
                 "BROKER_HEARTBEAT_INTERVAL_S": "0.3",
@@ -88,7 +102,9 @@ class Stack:
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
         self.env.update(env)
         if "WORKER_WEB_PORT" not in env:
-            self.env["WORKER_WEB_PORT"] = str(free_ports(int(self.env.get("WORKERS", "1"))))
+            # the embedders' ports follow the workers'
+            n = int(self.env.get("WORKERS", "1")) + int(self.env.get("EMBEDDING_WORKERS", "0"))
+            self.env["WORKER_WEB_PORT"] = str(free_ports(n, taken))
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: list[str] = []
         self._reader: threading.Thread | None = None

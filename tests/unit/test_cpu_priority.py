@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zapstream.cpu_priority import autogroup_nice, lower_priority
+from zapstream.cpu_priority import lower_priority, parse_autogroup
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="needs Linux's CPU affinity"
@@ -100,20 +100,41 @@ def test_nothing_to_lower_is_normal() -> None:
 
 def test_a_process_in_a_shared_session_leaves_the_session_s_autogroup_alone() -> None:
     # `zapstream sink` typed in a shell, or started by a test without a session of its
-    # own: lowering the shared group would slow the shell or the whole test run
-    before = autogroup_nice()
-    if before is None:
+    # own: lowering the shared group would slow the shell or the whole test run. The
+    # session here is one of the test's own (the test run's may be in no autogroup).
+    if not Path("/proc/self/autogroup").exists():
         pytest.skip("no autogroups here")
+    script = (
+        "import subprocess, sys;"
+        "from zapstream.cpu_priority import autogroup_nice;"
+        "before = autogroup_nice();"
+        "said = subprocess.run([sys.executable, '-c', 'from zapstream.cpu_priority import"
+        " lower_priority; print(lower_priority(10))'], capture_output=True, text=True,"
+        " check=True).stdout.strip();"
+        "print(before, said, autogroup_nice(), sep='|')"
+    )
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from zapstream.cpu_priority import lower_priority; print(lower_priority(10))",
-        ],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
+        start_new_session=True,
         cwd=Path(__file__).resolve().parents[2],
     ).stdout.strip()
-    assert out == "nice 10"
-    assert autogroup_nice() == before
+    before, said, after = out.split("|")
+    assert said == "nice 10"
+    assert before == after == "0"
+
+
+@pytest.mark.parametrize(
+    ("text", "nice"),
+    [
+        ("/autogroup-6329 nice 0\n", 0),
+        ("/autogroup-12 nice 19\n", 19),
+        ("/autogroup-12 nice -5\n", -5),
+        ("", None),  # a process in the root group: no autogroup of its own
+        ("garbage", None),
+    ],
+)
+def test_the_autogroup_file_is_read_or_said_absent(text: str, nice: int | None) -> None:
+    assert parse_autogroup(text) == nice

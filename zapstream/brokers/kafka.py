@@ -26,6 +26,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -93,7 +94,9 @@ class KafkaBroker:
         cache_dir: Path | None = None,
         java: str = "java",
         auto_create_topics: bool = False,
+        avoid: Collection[int] = (),
     ) -> None:
+        self._avoid = set(avoid)
         self.version = version or DEFAULT_VERSION
         self.host = host
         self.cache_dir = cache_dir
@@ -119,6 +122,10 @@ class KafkaBroker:
         return self._proc.pid if self._proc else None
 
     @property
+    def controller_port(self) -> int:
+        return self._state.controller_port
+
+    @property
     def cluster_id(self) -> str:
         return self._state.cluster_id
 
@@ -137,10 +144,8 @@ class KafkaBroker:
                 )
                 saved = _State(saved.cluster_id, saved.port, saved.controller_port, self.version)
         else:
-            chosen = port or free_port(self.host)
-            controller = free_port(self.host)
-            while controller == chosen:
-                controller = free_port(self.host)
+            chosen = port or free_port(self.host, self._avoid)
+            controller = free_port(self.host, self._avoid | {chosen})
             saved = _State(_new_cluster_id(), chosen, controller, self.version)
         tmp = self._state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(asdict(saved), indent=2) + "\n")

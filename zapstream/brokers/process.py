@@ -7,6 +7,7 @@ import random
 import signal
 import socket
 import subprocess
+from collections.abc import Collection
 from typing import IO, Protocol
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,9 @@ PORT_RANGE = (20_000, 32_000)
 outgoing connections and for `bind(0)`."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, picked at random from PORT_RANGE.
+def free_port(host: str = "127.0.0.1", avoid: Collection[int] = ()) -> int:
+    """A port nothing listens on now, picked at random from PORT_RANGE, and none of
+    `avoid` (ports already promised to a process that has not bound them yet).
 
     Several processes pick ports one after another before any of them binds (a test
     picks the sandbox's, then `zapstream up` starts a broker that picks its own):
@@ -28,15 +30,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     rng = random.SystemRandom()
     for _ in range(100):
         port = rng.randrange(*PORT_RANGE)
+        if port in avoid:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
             except OSError:
                 continue
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:

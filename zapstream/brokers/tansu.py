@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
@@ -35,9 +36,16 @@ class TansuBroker:
     supports_idempotence = False  # InitProducerId is not implemented
     data_path: Path | None = None
 
-    def __init__(self, log_dir: Path, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        *,
+        avoid: Collection[int] = (),
+    ) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or free_port(host, avoid)
         self.bootstrap_servers = f"{host}:{self.port}"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"tansu-{self.port}.log"

@@ -70,6 +70,13 @@ def embedder_web_ports(settings: Settings) -> list[int]:
     return ports
 
 
+def stack_ports(settings: Settings) -> set[int]:
+    """The ports `zapstream up`'s own servers bind once the broker is up: an embedded
+    broker picking its port at random must not take one of them first."""
+    ports = {settings.sink_web_port, settings.webhook_port, settings.sandbox_port}
+    return ports | set(worker_web_ports(settings)) | set(embedder_web_ports(settings))
+
+
 @dataclass
 class Child:
     name: str
@@ -162,7 +169,9 @@ class Supervisor:
             self.say("up", f"using the Kafka cluster at {bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
             check_broker_sync(bootstrap, fail_on_outage=True)  # topics come next
         else:
-            self.broker = make_broker(self.broker_kind, s.data_dir, s.kafka_version)
+            self.broker = make_broker(
+                self.broker_kind, s.data_dir, s.kafka_version, avoid=stack_ports(s)
+            )
             self.say("up", f"starting the embedded {self.broker.name} broker ...")
             t0 = time.monotonic()
             bootstrap = self.broker.start()
