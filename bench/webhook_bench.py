@@ -1,21 +1,29 @@
 """Webhook benchmark: signed bodies at fixed rates and at the maximum rate.
 
-Starts the stack the way `make run` does (`zapstream up`, one per broker) unless
---url points at a running one. Latency is counted from each request's *scheduled*
-send time (open loop), so a stalled server cannot hide its queueing delay. The 200
-includes the broker's acknowledgement (acks=all).
+Starts the stack the way `make run` does (`zapstream up`, one per broker), or with
+--alone only the broker and the webhook API (`zapstream api`: what the webhook itself
+sustains), unless --url points at a running one. Latency is counted from each
+request's *scheduled* send time (open loop), so a stalled server cannot hide its
+queueing delay. The 200 includes the broker's acknowledgement (acks=all). Each run
+also prints the CPU each process spent per accepted webhook.
 
     .venv/bin/python bench/webhook_bench.py --brokers tansu,kafka --rates 250,500,1000 --duration 10
+    .venv/bin/python bench/webhook_bench.py --alone --brokers tansu,kafka --rates 500,1000,2000
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +32,40 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
-from tests.support.stack import APP_SECRET, Stack
+from schemas.topics import all_topic_specs
+from tests.support.stack import APP_SECRET, Stack, taken_port
+from zapstream.brokers.factory import make_broker
+from zapstream.brokers.process import stop_process
+from zapstream.kafka_admin import ensure_topics_sync
+from zapstream.settings import Settings
+
+Pids = dict[str, int]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: Pids) -> dict[str, float]:
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            out[name] = cpu_seconds(pid)
+    return out
+
+
+def cpu_line(before: dict[str, float], after: dict[str, float], accepted: int) -> str:
+    if not accepted:
+        return ""
+    parts = [
+        f"{name} {(after[name] - before[name]) * 1000 / accepted:.2f}"
+        for name in after
+        if name in before
+    ]
+    total = sum(after[n] - before[n] for n in after if n in before) * 1000 / accepted
+    return f"    CPU ms per accepted webhook: {total:.2f} ({', '.join(parts)})"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -124,13 +165,68 @@ def summary(label: str, lat: list[float], errors: int, elapsed: float) -> dict[s
     return row
 
 
-async def run_all(url: str, rates: list[float], duration: float, include_max: bool) -> None:
+async def run_all(
+    url: str, rates: list[float], duration: float, include_max: bool, pids: Pids | None = None
+) -> None:
     await fixed_rate(url, 50, 2)  # warm-up: connections, metadata, JIT of the broker
+
+    async def measured(run: Awaitable[dict[str, float]]) -> None:
+        before = cpu_of(pids or {})
+        row = await run
+        line = cpu_line(before, cpu_of(pids or {}), int(row["ok"]))
+        if line:
+            print(line, flush=True)
+
     for rate in rates:
-        await fixed_rate(url, rate, duration)
+        await measured(fixed_rate(url, rate, duration))
         await asyncio.sleep(1)
     if include_max:
-        await max_rate(url, duration)
+        await measured(max_rate(url, duration))
+
+
+@contextlib.contextmanager
+def broker_and_api(kind: str, tmp: Path) -> Iterator[tuple[str, Pids]]:
+    """The embedded broker with the stack's topics and one `zapstream api` before it,
+    nothing else: what the webhook alone sustains."""
+    broker = make_broker(kind, tmp / "data")
+    bootstrap = broker.start()
+    api: subprocess.Popen[bytes] | None = None
+    try:
+        settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap)  # type: ignore[call-arg]
+        ensure_topics_sync(bootstrap, all_topic_specs(settings), 1)
+        port = taken_port(set())
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("KAFKA_", "WHATSAPP_", "WEBHOOK_", "LOG_"))
+        }
+        env.update(
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            WEBHOOK_PORT=str(port),
+            WHATSAPP_APP_SECRET=APP_SECRET,
+            DATA_DIR=str(tmp / "data"),
+            LOG_LEVEL="WARNING",
+        )
+        api = subprocess.Popen(
+            [sys.executable, "-m", "zapstream.cli", "api"], env=env, stdin=subprocess.DEVNULL
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1),
+            ):
+                break
+            if api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the webhook API did not start (exit {api.poll()})")
+            time.sleep(0.1)
+        assert broker.pid is not None
+        yield url, {"api": api.pid, "broker": broker.pid}
+    finally:
+        if api is not None:
+            stop_process(api, timeout=15)
+        broker.stop()
 
 
 def main() -> None:
@@ -142,6 +238,9 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--no-max", action="store_true")
     ap.add_argument(
+        "--alone", action="store_true", help="only the broker and the webhook API, no stack"
+    )
+    ap.add_argument(
         "--url", help="benchmark a running webhook instead (its secret must be the bench's)"
     )
     args = ap.parse_args()
@@ -150,6 +249,14 @@ def main() -> None:
         asyncio.run(run_all(args.url, rates, args.duration, not args.no_max))
         return
     for kind in args.brokers.split(","):
+        if args.alone:
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                broker_and_api(kind, Path(tmp)) as (url, pids),
+            ):
+                print(f"broker={kind} (the webhook API and the broker alone)", flush=True)
+                asyncio.run(run_all(f"{url}/webhook", rates, args.duration, not args.no_max, pids))
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             stack = Stack(Path(tmp), broker=kind, LOG_LEVEL="WARNING").start()
             try:
@@ -157,7 +264,14 @@ def main() -> None:
                     f"broker={kind} (webhook API + sink + worker + broker on this machine)",
                     flush=True,
                 )
-                asyncio.run(run_all(f"{stack.url}/webhook", rates, args.duration, not args.no_max))
+                pids = {
+                    name: pid
+                    for name, pid in stack.child_pids().items()
+                    if name in {"api", "worker", "sink", "sandbox", "tansu", "kafka"}
+                }
+                asyncio.run(
+                    run_all(f"{stack.url}/webhook", rates, args.duration, not args.no_max, pids)
+                )
             finally:
                 stack.stop()
 
