@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import aiohttp
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -184,6 +184,13 @@ async def run_all(
         await measured(max_rate(url, duration))
 
 
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def broker_and_api(kind: str, tmp: Path) -> Iterator[tuple[str, Pids]]:
     """The embedded broker with the stack's topics and one `zapstream api` before it,
@@ -212,12 +219,7 @@ def broker_and_api(kind: str, tmp: Path) -> Iterator[tuple[str, Pids]]:
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), timeout=1),
-            ):
-                break
+        while not ready(f"{url}/readyz"):  # listening, and its producer connected
             if api.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the webhook API did not start (exit {api.poll()})")
             time.sleep(0.1)
