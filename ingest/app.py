@@ -16,12 +16,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from ingest.dashboard import dashboard_router
 from ingest.handoffs import handoffs_router
@@ -183,6 +184,30 @@ class _Connector:
         await self.publisher.stop()
 
 
+class WebhookFastPath:
+    """The ASGI app the server runs: POST /webhook goes straight to its handler, the
+    same one the FastAPI route calls; everything else (the handshake, health, metrics,
+    the admin pages, the lifespan) goes through the FastAPI app.
+
+    FastAPI wraps every request in five middlewares (server errors, exceptions, an
+    exit stack, a body limit, an OpenTelemetry span) and a router; the webhook needs
+    none of them: it reads its own body under its own limit, answers every error it
+    knows itself, and an exception it does not know still gets a 500 from the server.
+    Measured with the broker alone at 800 webhooks/s (`py-spy`), those layers were
+    ~8 % of the API's CPU."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.handler: Callable[[Request], Awaitable[Response]] = app.state.webhook_handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/webhook" and scope["method"] == "POST":
+            response = await self.handler(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAPI:
     publisher = publisher or Publisher(settings)
     connector = _Connector(settings, publisher)
@@ -214,8 +239,9 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     async def receive(request: Request) -> Response:
         started = time.perf_counter()
         outcome, response = await _handle(request)
-        metrics.requests.labels(outcome).inc()
-        metrics.latency.labels(outcome).observe(time.perf_counter() - started)
+        count, latency = metrics.of_outcome(outcome)
+        count.inc()
+        latency.observe(time.perf_counter() - started)
         return response
 
     # A plain Starlette route: the handler takes the raw request (the signature is
@@ -223,6 +249,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
     # but CPU on the hottest path (measured with the stack at 300 webhooks/s: the API
     # spent 1.25 ms of CPU per webhook through a FastAPI route, 1.09 through this).
     app.router.add_route("/webhook", receive, methods=["POST"], include_in_schema=False)
+    app.state.webhook_handler = receive  # for `WebhookFastPath`
 
     async def _handle(request: Request) -> tuple[str, Response]:
         try:
@@ -246,7 +273,7 @@ def create_app(settings: Settings, publisher: Publisher | None = None) -> FastAP
             # exc.reason, not str(exc): the broker's address stays out of the answer
             return "broker_unavailable", _error(503, "broker_unavailable", exc.reason)
         for item in items:
-            metrics.published.labels(item.topic).inc()
+            metrics.published_to(item.topic).inc()
         return "accepted", JSONResponse({"status": "ok", "events": len(items)})
 
     app.include_router(handoffs_router(settings, publisher, connector.connected.is_set))

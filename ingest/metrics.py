@@ -22,9 +22,26 @@ class IngestMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self._of_outcome: dict[str, tuple[Counter, Histogram]] = {}
+        self._published_to: dict[str, Counter] = {}
         self.published = Counter(
             "zapstream_events_published_total",
             "Events acknowledged by the broker, by topic",
             ["topic"],
             registry=self.registry,
         )
+
+    # The labelled children, looked up once: `labels()` costs a lock and a key build
+    # on every call, and the webhook calls these on every request.
+    def of_outcome(self, outcome: str) -> tuple[Counter, Histogram]:
+        pair = self._of_outcome.get(outcome)
+        if pair is None:
+            pair = (self.requests.labels(outcome), self.latency.labels(outcome))
+            self._of_outcome[outcome] = pair
+        return pair
+
+    def published_to(self, topic: str) -> Counter:
+        child = self._published_to.get(topic)
+        if child is None:
+            child = self._published_to[topic] = self.published.labels(topic)
+        return child

@@ -32,14 +32,14 @@ log = logging.getLogger("zapstream")
 def run_api(settings: Settings) -> None:
     import uvicorn
 
-    from ingest.app import create_app
+    from ingest.app import WebhookFastPath, create_app
 
     configure_logging(settings.log_level, settings.log_format)
     throttle_library_logs()  # aiokafka logs every failed reconnection
     check_broker_sync(settings.require_bootstrap())
     app = create_app(settings)
     uvicorn.run(
-        app,
+        WebhookFastPath(app),
         host=settings.webhook_host,
         port=settings.webhook_port,
         log_config=None,
