@@ -191,6 +191,11 @@ class KafkaBroker:
             "num.network.threads": "2",
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "2",
+            # The controller writes a no-op record to the metadata log this often
+            # (default 500 ms), waking the broker's metadata path each time. One
+            # node has no follower to reassure: measured idle, the broker alone took
+            # 3.1-3.4 % of a core with the default and 2.3 % with 5 s.
+            "metadata.max.idle.interval.ms": "5000",
         }
         if kafka_major(self.version) < 4:
             # The share-group coordinator arrived in 4.x; 3.9 warns on unknown keys.
