@@ -5,7 +5,8 @@ or not (Apache Kafka answers as soon as data arrives). With the project's 10 ms 
 an idle sink sends ~100 fetches a second, each carrying every partition of every
 topic it reads, and burns CPU for nothing. So the wait is the short one
 (`CONSUMER_FETCH_MAX_WAIT_MS`) only while fetches come back full (a backlog), and
-`CONSUMER_FETCH_IDLE_WAIT_MS` otherwise. The workers switch after a second without
+`CONSUMER_FETCH_IDLE_WAIT_MS` otherwise (unset: 500 ms on Tansu, 2,000 on Apache
+Kafka, asked of the broker at start). The workers switch after a second without
 records; the sink switches sooner, at any trickle, since it batches for
 `SINK_FLUSH_MS` anyway: on Tansu a trickle lands up to the idle wait later, on Apache
 Kafka not later at all.

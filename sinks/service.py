@@ -20,6 +20,7 @@ from sinks.loader import Loader
 from sinks.routes import routes
 from sinks.tables import DEFAULT_EMBEDDING_DIM, TABLES, TableSpec, embeddings_spec
 from sinks.web import start_web, web_app
+from zapstream.broker_defaults import resolve_broker_defaults
 from zapstream.errors import SinkBusy
 from zapstream.kafka_diagnosis import check_broker_sync
 from zapstream.log import configure_logging
@@ -43,6 +44,9 @@ def run_sink(settings: Settings, loader: Loader | None = None) -> None:
         raise SystemExit(1) from exc
     try:
         check_broker_sync(settings.require_bootstrap())  # a mistake ends it here
+        # the idle fetch wait: Apache Kafka answers a fetch as soon as data arrives,
+        # so a long one costs nothing there; Tansu holds it
+        settings = resolve_broker_defaults(settings, tables=False)
         _tune_gc()
         with asyncio.Runner(loop_factory=_loop_factory(settings)) as runner:
             runner.run(serve(settings, loader))

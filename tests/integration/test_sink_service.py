@@ -16,7 +16,7 @@ from schemas.topics import Topics, all_topic_specs
 from tests.support.events import decided, message, send_result
 from tests.support.sink_process import SinkProcess, committed, marker, produce
 from zapstream.kafka_admin import ensure_topics
-from zapstream.settings import Settings
+from zapstream.settings import IDLE_WAIT_MS, Settings
 
 pytestmark = pytest.mark.broker
 
@@ -172,7 +172,7 @@ async def test_sessions_keep_the_latest_snapshot_whatever_order_they_arrive_in(
 
 
 async def test_sigusr1_prints_the_sinks_state_per_partition(
-    broker_settings: Settings, tmp_path: Path
+    broker_settings: Settings, tmp_path: Path, broker_kind: str
 ) -> None:
     settings = broker_settings
     await ensure_topics(settings.require_bootstrap(), all_topic_specs(settings))
@@ -192,6 +192,8 @@ async def test_sigusr1_prints_the_sinks_state_per_partition(
         assert "--- sink ---" in state
         assert f"{topic}[" in state
         assert "loaded_to=" in state
+        # idle again: the broker's own idle wait (Apache Kafka's is long, it costs nothing)
+        assert f"fetch_wait_ms={IDLE_WAIT_MS[broker_kind]}" in state
         assert sink.query("SELECT count(*) FROM messages") == [(1,)]  # still serving
     finally:
         sink.stop()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from zapstream.broker_defaults import resolve_broker_defaults
 from zapstream.brokers.embedded import EmbeddedBroker
 from zapstream.settings import IDLE_WAIT_MS, Settings
-from zapstream.supervisor.runners import resolve_broker_defaults
 
 
 def test_auto_is_rocksdb_and_a_long_idle_wait_on_apache_kafka_memory_and_short_on_tansu(
