@@ -30,28 +30,24 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.chain_stack import cpu_seconds
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
 from schemas.topics import all_topic_specs
-from tests.support.stack import APP_SECRET, Stack, taken_port
+from tests.support.stack import APP_SECRET, Stack
 from zapstream.brokers.factory import make_broker
-from zapstream.brokers.process import stop_process
+from zapstream.brokers.process import free_port, stop_process
 from zapstream.kafka_admin import ensure_topics_sync
 from zapstream.settings import Settings
 
 Pids = dict[str, int]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far, its threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_of(pids: Pids) -> dict[str, float]:
     out = {}
     for name, pid in pids.items():
-        with contextlib.suppress(OSError):
+        # a process that is gone: OSError from /proc, psutil's NoSuchProcess
+        with contextlib.suppress(Exception):
             out[name] = cpu_seconds(pid)
     return out
 
@@ -201,7 +197,7 @@ def broker_and_api(kind: str, tmp: Path) -> Iterator[tuple[str, Pids]]:
     try:
         settings = Settings(_env_file=None, kafka_bootstrap_servers=bootstrap)  # type: ignore[call-arg]
         ensure_topics_sync(bootstrap, all_topic_specs(settings), 1)
-        port = taken_port(set())
+        port = free_port()
         env = {
             k: v
             for k, v in os.environ.items()
