@@ -495,6 +495,12 @@ def _register_housekeeping(worker: Worker) -> None:
             share,
         )
 
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def close_clients(sender: Any = None, **kwargs: Any) -> None:
+        """The consumer has stopped: close the Graph API's connection pool."""
+        if worker._sender is not None:
+            await worker._sender.client.aclose()
+
     sweepers = [
         Sweeper(worker.tables[name], lambda topic=topic: worker.owned(topic))  # type: ignore[misc]
         for name, topic in (

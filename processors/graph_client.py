@@ -1,4 +1,4 @@
-"""The Graph API edge: one pooled `httpx.AsyncClient` (on aiohttp's pool), typed errors out.
+"""The Graph API edge: one pooled `aiohttp.ClientSession`, typed errors out.
 
 `GraphClient.send` makes exactly one attempt; retries, pacing and dead-lettering
 belong to the caller (`retry_policy`, `rate_limit`). Every failure is raised as the
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import httpx
-from httpx_aiohttp import AiohttpTransport
+import aiohttp
+import orjson
 
+from processors.http_clients import create_session
 from processors.retry_policy import classify
 from schemas.outbound import OutboundMessage
 from zapstream.errors import GraphError, GraphPermanentError, ReplayRefused
@@ -35,35 +36,6 @@ _BSUID = re.compile(r"^[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}$")
 
 def is_bsuid(recipient: str) -> bool:
     return _BSUID.fullmatch(recipient) is not None
-
-
-def create_http_client(
-    *,
-    max_connections: int = 8,
-    timeout_s: float = 10.0,
-    connect_timeout_s: float = 3.0,
-) -> httpx.AsyncClient:
-    """One pooled client: httpx's interface over aiohttp's connection pool
-    (`httpx_aiohttp.AiohttpTransport`). Keep-alive connections are reused across
-    sends (TLS setup dominates a cold request); `pool` waits for a free connection no
-    longer than a request may take.
-
-    Why not httpx's own transport (httpcore over anyio): measured on the 2-core
-    development machine, 3,000 POSTs 8 at a time to a local aiohttp server cost
-    1.7-2.2 ms of CPU each (client and server) through httpcore, 0.7-0.8 ms through
-    this transport (`bench/http_client_bench.py`). And httpcore's pool does work
-    proportional to its connections times its requests on every request it starts or
-    ends (64 concurrent requests on one client cost 3.2 ms each); aiohttp's does not."""
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
-    )
-    return httpx.AsyncClient(
-        transport=AiohttpTransport(limits=limits),  # the pool's limits live there
-        timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-        headers={"User-Agent": "zapstream"},
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,22 +95,21 @@ def _bad_payload(message: OutboundMessage, reason: str) -> GraphPermanentError:
 class GraphClient:
     """Sends messages and resolves media through the Graph API.
 
-    Pass a shared `http` client to pool connections with others (it is then not
-    closed here); otherwise one is created and `aclose` closes it.
+    Pass a shared aiohttp `session` to pool connections with others (it is then not
+    closed here); otherwise one is created on first use, inside the event loop that
+    uses it, and `aclose` closes it. Plain aiohttp rather than httpx: a send is the
+    worker's one HTTP call per reply, and httpx's layer cost about 0.4 ms of CPU more
+    per call (`processors.http_clients`).
     """
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession | None = None) -> None:
         self._base = f"{settings.graph_base_url}/{settings.graph_api_version}"
         self._token = settings.whatsapp_access_token
         self._default_phone_number_id = settings.whatsapp_phone_number_id
-        self._owns_http = http is None
-        self._http = (
-            http
-            if http is not None
-            else create_http_client(
-                max_connections=settings.graph_max_connections, timeout_s=settings.send_timeout_s
-            )
-        )
+        self._owns_session = session is None
+        self._session = session
+        self._max_connections = settings.graph_max_connections
+        self._timeout_s = settings.send_timeout_s
 
     def __repr__(self) -> str:
         return f"GraphClient(base={self._base!r})"
@@ -155,8 +126,16 @@ class GraphClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = create_session(
+                max_connections=self._max_connections, timeout_s=self._timeout_s
+            )
+        return self._session
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
@@ -169,7 +148,7 @@ class GraphClient:
         phone_number_id = message.phone_number_id or self._default_phone_number_id
         url = f"{self._base}/{phone_number_id}/messages"
         started = time.perf_counter()
-        doc, status = await self._request("POST", url, message.outbound_id, json=body)
+        doc, status = await self._request("POST", url, message.outbound_id, body=body)
         latency_ms = (time.perf_counter() - started) * 1000.0
         wamid, contact_id = _ids(doc)
         if wamid is None and message.kind != "mark_read":
@@ -179,17 +158,18 @@ class GraphClient:
                 "graph send accepted without a message id",
                 extra={"outbound_id": message.outbound_id, "status_code": status},
             )
-        log.debug(
-            "graph send",
-            extra={
-                "outbound_id": message.outbound_id,
-                "to": mask_phone(message.to),
-                "kind": message.kind,
-                "wamid": wamid,
-                "status_code": status,
-                "latency_ms": round(latency_ms, 1),
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "graph send",
+                extra={
+                    "outbound_id": message.outbound_id,
+                    "to": mask_phone(message.to),
+                    "kind": message.kind,
+                    "wamid": wamid,
+                    "status_code": status,
+                    "latency_ms": round(latency_ms, 1),
+                },
+            )
         return SendOutcome(message.outbound_id, wamid, status, latency_ms, contact_id)
 
     async def get_media_url(self, media_id: str) -> str:
@@ -204,27 +184,36 @@ class GraphClient:
     async def download_media(self, url: str) -> bytes:
         """The bytes behind a `get_media_url` URL (it needs the same bearer token)."""
         try:
-            response = await self._http.get(url, headers=self._headers())
+            async with self._http().get(url, headers=self._headers()) as response:
+                content = await response.read()
+                status, headers = response.status, response.headers
         except Exception as exc:
             raise classify(None, None, {}, exc) from exc
-        if response.is_success:
-            return response.content
-        raise classify(response.status_code, _json(response), response.headers, None)
+        if 200 <= status < 300:
+            return content
+        raise classify(status, _json(content), headers, None)
 
     async def _request(
-        self, method: str, url: str, outbound_id: str | None, *, json: Any = None
+        self, method: str, url: str, outbound_id: str | None, *, body: Any = None
     ) -> tuple[Any, int]:
+        headers = self._headers()
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, url, json=json, headers=self._headers())
+            async with self._http().request(method, url, data=data, headers=headers) as response:
+                content = await response.read()
+                status, answer_headers = response.status, response.headers
         except Exception as exc:
             raise classify(None, None, {}, exc, outbound_id=outbound_id) from exc
-        doc = _json(response)
-        if response.is_success:
-            return doc, response.status_code
+        doc = _json(content)
+        if 200 <= status < 300:
+            return doc, status
         error: GraphError = classify(
-            response.status_code,
+            status,
             doc if isinstance(doc, dict) else None,
-            response.headers,
+            answer_headers,
             None,
             outbound_id=outbound_id,
             now=time.time(),
@@ -241,10 +230,10 @@ class GraphClient:
         raise error
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(content: bytes) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
         return None
 
 

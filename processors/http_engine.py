@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from processors.actions import Action, InvalidAction, MarkRead, SendText, action_from_dict
 from processors.actions import validate_action as check_limits
 from processors.engine import Decision, observe_turn
-from processors.graph_client import create_http_client
+from processors.http_clients import create_http_client
 from processors.retry_policy import transport_cause
 from schemas.conversation import Session, Turn
 from zapstream.errors import ConfigurationError

@@ -156,9 +156,10 @@ def _transient(reason: str, retry_after: float | None, ctx: dict[str, Any]) -> G
 
 
 def transport_cause(exc: BaseException) -> BaseException:
-    """The aiohttp error under an httpx one. The aiohttp transport (`graph_client`)
-    re-raises aiohttp's errors as httpx ones, not always the closest (a refused
-    connection becomes ConnectTimeout): name and judge by the real one."""
+    """The aiohttp error under an httpx one. httpx's aiohttp transport
+    (`processors.http_clients`) re-raises aiohttp's errors as httpx ones, not always
+    the closest (a refused connection becomes ConnectTimeout): name and judge by the
+    real one."""
     cause = exc.__cause__
     return cause if isinstance(cause, aiohttp.ClientError) else exc
 
@@ -166,12 +167,20 @@ def transport_cause(exc: BaseException) -> BaseException:
 def _classify_exception(exc: BaseException, outbound_id: str | None) -> GraphError:
     name = type(transport_cause(exc)).__name__
     # The URL is ours and wrong: every retry would fail the same way.
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(
+        exc,
+        httpx.UnsupportedProtocol
+        | httpx.InvalidURL
+        | aiohttp.InvalidURL
+        | aiohttp.NonHttpUrlClientError,
+    ):
         return GraphPermanentError(f"bad Graph API URL ({name})", outbound_id=outbound_id)
     # A timeout after the request was written may still have sent the message; the
     # Graph API has no idempotency key, so a retry can duplicate it (at-least-once).
-    # aiohttp.ClientError: what the client's aiohttp transport (graph_client) raises
-    # for a broken answer that it does not map to an httpx error.
+    # aiohttp.ClientError: what the Graph client's aiohttp session raises (a refused
+    # connection, a dropped or broken answer), and what httpx's aiohttp transport
+    # raises for a broken answer it does not map to an httpx error. A timeout is an
+    # OSError (TimeoutError).
     if isinstance(exc, httpx.TransportError | OSError | aiohttp.ClientError):
         return GraphTransientError(
             f"no answer from the Graph API ({name})", outbound_id=outbound_id

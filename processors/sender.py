@@ -76,7 +76,7 @@ class Sender:
         self.clock = clock
         self.wall = wall
         self._high_waiting = 0
-        # never more calls than connections: requests queued inside httpx's pool cost CPU
+        # never more calls than connections: requests queued inside the pool cost CPU
         self._in_flight = asyncio.Semaphore(settings.graph_max_connections)
         self._low = asyncio.Semaphore(settings.low_priority_concurrency)
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from processors.graph_client import create_http_client
+from processors.http_clients import create_http_client
 from processors.media.jobs import MediaJob, normalize_sha256, valid_media_id
 from processors.media.store import MediaStore, StoredFile
 from processors.retry_policy import classify

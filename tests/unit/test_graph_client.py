@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -17,6 +20,7 @@ from processors.graph_client import (
     is_bsuid,
 )
 from schemas.outbound import OutboundMessage, outbound_id_for
+from tests.support.graph_stub import GraphStub, Handler
 from tests.support.loopback_http import LoopbackServer
 from zapstream.errors import GraphPermanentError, GraphRateLimited, GraphTransientError
 from zapstream.settings import Settings
@@ -52,19 +56,6 @@ def message(
     return OutboundMessage(**(fields | kw))
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Recorder:
-    def __init__(self, handler: Handler) -> None:
-        self.requests: list[httpx.Request] = []
-        self.handler = handler
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.handler(request)
-
-
 def ok(wamid: str = "wamid.ABC") -> Handler:
     return lambda request: httpx.Response(
         200,
@@ -89,19 +80,19 @@ def graph_error(status: int, code: int, headers: dict[str, str] | None = None) -
     return lambda request: httpx.Response(status, json=body, headers=headers)
 
 
-def client_with(handler: Handler) -> tuple[GraphClient, Recorder, httpx.AsyncClient]:
-    recorder = Recorder(handler)
-    http = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
-    return GraphClient(settings(), http), recorder, http
+@asynccontextmanager
+async def client_with(handler: Handler) -> AsyncIterator[tuple[GraphClient, GraphStub]]:
+    """The Graph client, talking HTTP to a loopback Graph API answering with `handler`."""
+    async with GraphStub(handler) as graph, GraphClient(loopback_settings(graph.url)) as client:
+        yield client, graph
 
 
 async def test_a_text_reply_posts_the_graph_body_with_the_bearer_token():
-    client, recorder, http = client_with(ok("wamid.XYZ"))
-    async with http:
+    async with client_with(ok("wamid.XYZ")) as (client, recorder):
         outcome = await client.send(message(reply_to="wamid.IN1"))
     request = recorder.requests[0]
     assert request.method == "POST"
-    assert str(request.url) == f"https://graph.test/v21.0/{PNID}/messages"
+    assert request.url.path == f"/v21.0/{PNID}/messages"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == {
@@ -161,8 +152,7 @@ def test_mark_read_uses_the_status_body_and_reply_to():
     ],
 )
 async def test_a_payload_that_cannot_make_a_valid_request_is_permanent_and_not_sent(kind, payload):
-    client, recorder, http = client_with(ok())
-    async with http:
+    async with client_with(ok()) as (client, recorder):
         with pytest.raises(GraphPermanentError) as info:
             await client.send(message(kind, payload))
     assert info.value.outbound_id == outbound_id_for("turn-1")
@@ -170,15 +160,13 @@ async def test_a_payload_that_cannot_make_a_valid_request_is_permanent_and_not_s
 
 
 async def test_mark_read_returns_no_wamid():
-    client, _, http = client_with(lambda r: httpx.Response(200, json={"success": True}))
-    async with http:
+    async with client_with(lambda r: httpx.Response(200, json={"success": True})) as (client, _):
         outcome = await client.send(message("mark_read", {"message_id": "wamid.IN1"}))
     assert outcome.wamid is None
 
 
 async def test_an_undeliverable_recipient_raises_a_permanent_error_with_context():
-    client, _, http = client_with(graph_error(400, 131026))
-    async with http:
+    async with client_with(graph_error(400, 131026)) as (client, _):
         with pytest.raises(GraphPermanentError) as info:
             await client.send(message())
     error = info.value
@@ -190,8 +178,7 @@ async def test_an_undeliverable_recipient_raises_a_permanent_error_with_context(
 
 
 async def test_throttling_raises_rate_limited_with_retry_after():
-    client, _, http = client_with(graph_error(429, 130429, {"Retry-After": "4"}))
-    async with http:
+    async with client_with(graph_error(429, 130429, {"Retry-After": "4"})) as (client, _):
         with pytest.raises(GraphRateLimited) as info:
             await client.send(message())
     assert info.value.retry_after == 4.0
@@ -199,16 +186,17 @@ async def test_throttling_raises_rate_limited_with_retry_after():
 
 
 async def test_pair_rate_limit_raises_a_per_recipient_rate_limit():
-    client, _, http = client_with(graph_error(400, 131056))
-    async with http:
+    async with client_with(graph_error(400, 131056)) as (client, _):
         with pytest.raises(GraphRateLimited) as info:
             await client.send(message())
     assert info.value.per_recipient
 
 
 async def test_a_5xx_without_json_is_transient():
-    client, _, http = client_with(lambda r: httpx.Response(502, text="<html>bad gateway</html>"))
-    async with http:
+    async with client_with(lambda r: httpx.Response(502, text="<html>bad gateway</html>")) as (
+        client,
+        _,
+    ):
         with pytest.raises(GraphTransientError) as info:
             await client.send(message())
     assert info.value.status_code == 502
@@ -216,28 +204,35 @@ async def test_a_5xx_without_json_is_transient():
 
 
 async def test_a_wrong_token_is_a_permanent_190():
-    client, _, http = client_with(graph_error(401, 190))
-    async with http:
+    async with client_with(graph_error(401, 190)) as (client, _):
         with pytest.raises(GraphPermanentError) as info:
             await client.send(message())
     assert info.value.code == 190
 
 
-@pytest.mark.parametrize("exc", [httpx.ReadTimeout("slow"), httpx.ConnectError("refused")])
-async def test_no_answer_is_transient(exc):
-    def raise_(request: httpx.Request) -> httpx.Response:
-        raise exc
+async def test_no_answer_is_transient():
+    def hang_up(request: httpx.Request) -> httpx.Response:
+        raise ConnectionAbortedError
 
-    client, _, http = client_with(raise_)
-    async with http:
+    async with client_with(hang_up) as (client, graph):
         with pytest.raises(GraphTransientError) as info:
             await client.send(message())
+    assert info.value.outbound_id == outbound_id_for("turn-1")
+    assert len(graph.requests) == 1
+
+
+async def test_an_answer_later_than_the_send_timeout_is_transient():
+    async with LoopbackGraph(hold_s=30) as graph:
+        s = loopback_settings(graph.url, send_timeout_s=0.3)
+        async with GraphClient(s) as client:
+            with pytest.raises(GraphTransientError) as info:
+                await client.send(message())
+    assert "Timeout" in str(info.value)
     assert info.value.outbound_id == outbound_id_for("turn-1")
 
 
 async def test_an_accepted_send_without_a_message_id_is_reported_sent(caplog):
-    client, _, http = client_with(lambda r: httpx.Response(200, text="not json"))
-    async with http:
+    async with client_with(lambda r: httpx.Response(200, text="not json")) as (client, _):
         outcome = await client.send(message())
     assert outcome.wamid is None
     assert outcome.status_code == 200
@@ -245,13 +240,11 @@ async def test_an_accepted_send_without_a_message_id_is_reported_sent(caplog):
 
 async def test_the_token_and_raw_numbers_never_reach_logs_or_errors(caplog):
     caplog.set_level(logging.DEBUG)
-    client, _, http = client_with(graph_error(400, 131026))
-    async with http:
+    async with client_with(graph_error(400, 131026)) as (client, _):
         with pytest.raises(GraphPermanentError) as info:
             await client.send(message())
-        client2, _, http2 = client_with(ok())
-        async with http2:
-            await client2.send(message())
+    async with client_with(ok()) as (client2, _):
+        await client2.send(message())
     assert TOKEN not in repr(client)
     assert TOKEN not in str(info.value)
     assert TOKEN not in repr(info.value)
@@ -264,37 +257,40 @@ async def test_the_token_and_raw_numbers_never_reach_logs_or_errors(caplog):
 async def test_media_urls_are_resolved_and_downloaded_with_the_token():
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v21.0/4321":
-            return httpx.Response(200, json={"url": "https://lookaside.test/m/4321", "id": "4321"})
+            download = request.url.copy_with(path="/lookaside/m/4321")
+            return httpx.Response(200, json={"url": str(download), "id": "4321"})
         return httpx.Response(200, content=b"jpeg-bytes")
 
-    client, recorder, http = client_with(handler)
-    async with http:
+    async with client_with(handler) as (client, recorder):
         url = await client.get_media_url("4321")
         content = await client.download_media(url)
-    assert url == "https://lookaside.test/m/4321"
+    assert url.endswith("/lookaside/m/4321")
     assert content == b"jpeg-bytes"
     assert [r.method for r in recorder.requests] == ["GET", "GET"]
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in recorder.requests)
 
 
 async def test_a_missing_media_id_raises_a_classified_error():
-    client, _, http = client_with(graph_error(400, 100))
-    async with http:
+    async with client_with(graph_error(400, 100)) as (client, _):
         with pytest.raises(GraphPermanentError) as info:
             await client.get_media_url("nope")
     assert info.value.code == 100
 
 
-async def test_a_shared_http_client_is_not_closed_but_an_owned_one_is():
-    shared = httpx.AsyncClient(transport=httpx.MockTransport(ok()))
-    async with GraphClient(settings(), shared):
-        pass
-    assert not shared.is_closed
-    await shared.aclose()
-    owned = GraphClient(settings())
-    await owned.aclose()
-    assert isinstance(owned._http, httpx.AsyncClient)
-    assert owned._http.is_closed
+async def test_a_shared_session_is_not_closed_but_an_owned_one_is():
+    async with GraphStub(ok()) as graph:
+        shared = aiohttp.ClientSession()
+        async with GraphClient(loopback_settings(graph.url), shared) as client:
+            await client.send(message())
+        assert not shared.closed
+        await shared.close()
+        owned = GraphClient(loopback_settings(graph.url))
+        await owned.send(message())
+        session = owned._session
+        await owned.aclose()
+    assert len(graph.requests) == 2
+    assert session is not None
+    assert session.closed
 
 
 # --- the default client, against a real HTTP server on loopback ---------------------
@@ -308,6 +304,7 @@ class LoopbackGraph:
         self.in_flight = self.most_in_flight = 0
         self.peers: set[int] = set()
         self._server: LoopbackServer | None = None
+        self._release = asyncio.Event()
         self.url = ""
 
     async def __aenter__(self) -> LoopbackGraph:
@@ -323,7 +320,8 @@ class LoopbackGraph:
                 body = await request.json()
                 self.requests.append((request.path, body, request.headers.get("Authorization")))
                 n = len(self.requests)
-                await asyncio.sleep(self.hold_s)
+                with contextlib.suppress(TimeoutError):  # held until hold_s or the end
+                    await asyncio.wait_for(self._release.wait(), self.hold_s)
                 if self.mode == "drop":  # read the request, then hang up without answering
                     assert request.transport is not None
                     request.transport.close()
@@ -344,6 +342,7 @@ class LoopbackGraph:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
+        self._release.set()
         await self._server.__aexit__(*exc)
 
 
@@ -406,3 +405,11 @@ async def test_an_answer_that_is_not_json_is_reported_sent_without_a_wamid() -> 
         outcome = await client.send(message())
     assert outcome.status_code == 200
     assert outcome.wamid is None
+
+
+async def test_a_graph_base_url_of_a_wrong_scheme_is_a_permanent_error() -> None:
+    async with GraphClient(loopback_settings("ftp://127.0.0.1:1")) as client:
+        with pytest.raises(GraphPermanentError) as info:
+            await client.send(message())
+    assert "bad Graph API URL" in str(info.value)
+    assert info.value.outbound_id == outbound_id_for("turn-1")

@@ -21,6 +21,7 @@ from processors.graph_client import GraphClient
 from processors.lanes import KeyedLanes, RetryPlan
 from processors.sender import Sender
 from schemas.outbound import OutboundMessage, outbound_id_for
+from tests.support.graph_stub import GraphStub
 from tests.support.prom import read, total
 from zapstream.errors import GraphPermanentError, GraphTransientError, InvalidPayload
 from zapstream.metrics import LagCollector, aiokafka_lag, partition_lag
@@ -124,11 +125,14 @@ def _graph(answers: list[tuple[int, int | None]]) -> Callable[[httpx.Request], h
     return handler
 
 
-async def _deliver(answers: list[tuple[int, int | None]], msg: OutboundMessage | None = None) -> str:
-    settings = _settings()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(_graph(answers))) as http:
-        sender = Sender(GraphClient(settings, http), settings, rng=random.Random(1))
-        delivery = await sender.deliver(msg or _message())
+async def _deliver(
+    answers: list[tuple[int, int | None]], msg: OutboundMessage | None = None
+) -> str:
+    async with GraphStub(_graph(answers)) as graph:
+        settings = _settings().model_copy(update={"graph_api_base_url": graph.url})
+        async with GraphClient(settings) as client:
+            sender = Sender(client, settings, rng=random.Random(1))
+            delivery = await sender.deliver(msg or _message())
     return delivery.result.outcome
 
 
@@ -305,6 +309,8 @@ def test_a_worker_whose_web_port_is_taken_says_so_in_one_line() -> None:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        with pytest.raises(ConfigurationError, match=f"WORKER_WEB_PORT: 127.0.0.1:{port} is in use"):
+        with pytest.raises(
+            ConfigurationError, match=f"WORKER_WEB_PORT: 127.0.0.1:{port} is in use"
+        ):
             require_free_port("WORKER_WEB_PORT", port)
     require_free_port("WORKER_WEB_PORT", port)  # free again
