@@ -124,7 +124,8 @@ class Publisher:
         if producer is None:
             raise BrokerUnavailable("publisher not started")
         try:
-            await asyncio.wait_for(self._send_all(producer, items), self.settings.publish_timeout_s)
+            async with asyncio.timeout(self.settings.publish_timeout_s):  # no task, unlike wait_for
+                await self._send_all(producer, items)
         except TimeoutError as exc:
             raise BrokerUnavailable(
                 f"no acknowledgement within {self.settings.publish_timeout_s}s",
