@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from processors.faust_monitor import LeanMonitor
 from processors.faust_transport import FastFetchApp
 from processors.state_dir import claim_state_dir
 from zapstream.settings import Settings
@@ -25,7 +26,9 @@ def faust_settings(
     """`state_dir`: the folder of an app with tables (see `processors.state_dir`)."""
     bootstrap = settings.require_bootstrap()
     datadir = state_dir if state_dir is not None else settings.data_dir / "faust"
-    store = "rocksdb://" if state_dir is not None and settings.table_store == "rocksdb" else "memory://"
+    store = (
+        "rocksdb://" if state_dir is not None and settings.table_store == "rocksdb" else "memory://"
+    )
     return {
         "id": app_id,
         "broker": [f"kafka://{host}" for host in bootstrap.split(",")],
@@ -57,6 +60,8 @@ def faust_settings(
         "web_graph_enabled": False,
         "web_stats_enabled": False,
         "web_metrics_enabled": False,
+        # ...so Faust's per-record statistics feed nothing: keep only what it reads back
+        "Monitor": LeanMonitor,
         "web_in_thread": False,
         "worker_redirect_stdouts": False,
         "autodiscover": False,
@@ -72,7 +77,9 @@ def create_faust_app(
     base = settings.data_dir / "faust"
     base.mkdir(parents=True, exist_ok=True)
     state_dir = claim_state_dir(base, settings.worker_slot or "worker") if tables else None
-    options = faust_settings(settings, app_id=app_id, web_port=web_port, web=web, state_dir=state_dir)
+    options = faust_settings(
+        settings, app_id=app_id, web_port=web_port, web=web, state_dir=state_dir
+    )
     app = FastFetchApp(**options)
     app.zapstream_fetch_max_wait_ms = settings.consumer_fetch_max_wait_ms
     app.zapstream_fetch_idle_wait_ms = settings.fetch_idle_wait_ms
