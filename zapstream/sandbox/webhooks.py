@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 from ingest.signature import sign
 
@@ -105,7 +105,7 @@ class StatusWebhookSender:
             self._count("webhooks_dropped")
             return
         self._seq += 1  # equal due times keep scheduling order
-        body = json.dumps(payload).encode()
+        body = orjson.dumps(payload)
         due = asyncio.get_running_loop().time() + delay_s
         lane = self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
         heapq.heappush(lane.heap, _Delivery(due, self._seq, url, body, sign(body, secret)))
@@ -121,7 +121,8 @@ class StatusWebhookSender:
             wait = lane.heap[0].due - loop.time()
             if wait > 0:  # sleep until due, or until an earlier one is scheduled
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lane.wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                        await lane.wake.wait()
                 continue
             await self._deliver(heapq.heappop(lane.heap))
 
