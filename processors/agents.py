@@ -6,7 +6,6 @@ call a pure function, store state in tables and route events to topics. The chai
                                                                  turns.decided, handoffs,
                                                                  embeddings
     outbound.high / outbound.low ──send (Graph API, per-user lanes)──▶ results, dead letters
-    statuses ──confirm──▶ (the send ledger: which outbound ids Meta reported)
     inbound ──media-pick──▶ media.requested ──media (Graph, MEDIA_DIR)──▶ media  (processors.media)
 
 One hop from the webhook's record to the engine: dedupe, debounce and the engine share
@@ -40,13 +39,14 @@ from processors.media.agent import register_media
 from processors.outbound import to_outbound
 from processors.reengage.timer import install as install_reengage
 from processors.sender import Sender, share_of_partitions
+from processors.status_scan import StatusScan
 from processors.tables import Sweeper, durable_set, header, raw_table, unwrap, wrap
 from processors.ticker import Ticker, tick_time, tick_value
 from processors.user_state import Origin, SeenEntry, UserState, intake, with_session
 from schemas.codec import decode, encode
 from schemas.control import Control, parse_control
 from schemas.conversation import Turn
-from schemas.events import MessageReceived, status_ids
+from schemas.events import MessageReceived
 from schemas.outbound import OutboundMessage, SendResult
 from schemas.processing import ProcessingDeadLetter
 from schemas.topics import WORKER_TABLES, Topics
@@ -113,6 +113,8 @@ class Worker:
         self.message_hooks: list[MessageHook] = []
         self.ticker = Ticker()
         self._sender: Sender | None = None
+        self.status_scan = StatusScan(settings, self.topics.statuses)
+        """Meta's statuses of in-doubt sends, read from the statuses topic on demand."""
         self.retry = RetryPlan(
             max_attempts=settings.handler_max_attempts,
             max_elapsed_s=settings.handler_max_elapsed_s,
@@ -357,35 +359,29 @@ async def _ack(event: Any) -> None:
 # `sent[outbound_id]` = "<state> <wamid>": "sending" is written durably (awaited)
 # *before* the Graph call, "done" after it. A crash in between leaves "sending": on
 # replay the message is in doubt, and the sender waits for Meta's status webhook, which
-# echoes our outbound id (`biz_opaque_callback_data`, see the `confirm` agent), before
+# echoes our outbound id (`biz_opaque_callback_data`), looking for it on the statuses
+# topic from the time of the "sending" entry (`processors.status_scan`), before
 # deciding to send again. Only a message Meta accepted but never reported within
 # SEND_CONFIRM_WAIT_S can still go out twice. Mark-as-read needs no ledger: repeating
 # it is harmless.
 def _register_senders(worker: Worker) -> None:
     app, settings, out = worker.app, worker.settings, worker.out
-    sent, confirmed = worker.tables["sent"], worker.tables["confirmed"]
+    sent = worker.tables["sent"]
     ttl = settings.send_ledger_ttl_s
     sender = worker.sender
+    statuses = worker.status_scan
 
-    def ledger(oid: str) -> tuple[str, str | None] | None:
+    def ledger(oid: str) -> tuple[str, str | None, float] | None:
+        """(state, wamid, when the entry was written) of the outbound id, if any."""
         value = sent.get(oid)
         if value is None:
             return None
-        state, _, wamid = unwrap(value).payload.decode().partition(" ")
-        return state, wamid or None
+        entry = unwrap(value)
+        state, _, wamid = entry.payload.decode().partition(" ")
+        return state, wamid or None, entry.expires_at - ttl
 
     def record(oid: str, partition: int, state: str, wamid: str | None) -> bytes:
         return wrap(time.time() + ttl, partition, f"{state} {wamid or ''}".encode())
-
-    async def wait_confirmed(oid: str) -> str | None:
-        deadline = time.monotonic() + settings.send_confirm_wait_s
-        while True:
-            value = confirmed.get(oid)
-            if value is not None:
-                return unwrap(value).payload.decode() or None
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(0.1)
 
     def skipped(msg: OutboundMessage, wamid: str | None, reason: str | None = None) -> SendResult:
         metrics.sends.inc("skipped_duplicate")
@@ -411,8 +407,8 @@ def _register_senders(worker: Worker) -> None:
         if entry is not None and entry[0] == "done":
             await publish(out["send_results"], msg.user_id, skipped(msg, entry[1]))
             return
-        if entry is not None:
-            wamid = await wait_confirmed(oid)  # in doubt: did Meta take it before the crash?
+        if entry is not None:  # in doubt: did Meta take it before the crash?
+            wamid = await statuses.find(oid, entry[2], settings.send_confirm_wait_s)
             if wamid is not None:
                 sent[oid] = record(oid, partition, "done", wamid)
                 reason = "confirmed by a status webhook after a restart"
@@ -435,19 +431,6 @@ def _register_senders(worker: Worker) -> None:
 
     for name, topic in (("send-high", worker.topics.outbound_high), ("send-low", worker.topics.outbound_low)):
         lane_agent(worker, raw_topic(app, topic), name, handle, settings.send_concurrency)
-
-    @app.agent(raw_topic(app, worker.topics.statuses), name="confirm")
-    async def confirm(stream: Any) -> None:
-        """Remember which outbound ids Meta reported (statuses echo our outbound id)."""
-        async for event in stream.events():
-            mark_received(event)
-            try:
-                oid, wamid = status_ids(event.value)
-            except Exception:  # noqa: S112 - the sink keeps it in rejected_events
-                continue
-            if not oid or not oid.startswith("out_") or confirmed.get(oid) is not None:
-                continue
-            confirmed[oid] = wrap(time.time() + ttl, event.message.partition, wamid.encode())
 
 
 # --- housekeeping: rebalances, the rate share, expiry ---------------------------------
@@ -498,6 +481,7 @@ def _register_housekeeping(worker: Worker) -> None:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_clients(sender: Any = None, **kwargs: Any) -> None:
         """The consumer has stopped: close the Graph API's connection pool."""
+        await worker.status_scan.aclose()
         if worker._sender is not None:
             await worker._sender.client.aclose()
 
@@ -507,7 +491,6 @@ def _register_housekeeping(worker: Worker) -> None:
             ("users", worker.topics.inbound),
             ("seen", worker.topics.inbound),
             ("sent", worker.topics.outbound_high),
-            ("confirmed", worker.topics.statuses),
         )
     ]
 

@@ -211,8 +211,8 @@ _STATUS_VERSION = StatusReceived.model_fields["schema_version"].default
 
 def status_ids(data: bytes) -> tuple[str | None, str]:
     """(`biz_opaque_callback_data`, `wamid`) of a `StatusReceived` record, without
-    building the model: the worker's `confirm` agent reads every status (three per
-    reply) and needs only these two (a full decode cost ~5 % of the worker's CPU).
+    building the model: an in-doubt send's lookup (`processors.status_scan`) reads
+    every status since the send and needs only these two.
     Another schema version goes through `decode`. InvalidPayload if it is no status."""
     try:
         ids = _STATUS_IDS.decode(data)

@@ -91,10 +91,10 @@ class Topics:
 
 # Tables of the processing worker (Faust changelog topics `<app id>-<table>-changelog`):
 # `users` (one record per user: session, debounce buffer, last applied record),
-# `seen` (dedupe, one entry per message id), `sent` and `confirmed` (the send ledger,
-# one entry per outbound id), `notified` (the handoff notifier's ledger, one entry per
-# handoff). See processors/tables.py.
-WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "confirmed", "notified")
+# `seen` (dedupe, one entry per message id), `sent` (the send ledger, one entry per
+# outbound id), `notified` (the handoff notifier's ledger, one entry per handoff). See
+# processors/tables.py.
+WORKER_TABLES: tuple[str, ...] = ("users", "seen", "sent", "notified")
 
 
 def faust_internal_topics(settings: Settings) -> list[TopicSpec]:

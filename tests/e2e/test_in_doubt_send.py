@@ -2,8 +2,9 @@
 
 The worker writes `sending` to its ledger before the Graph call. Killed while the
 call is in flight, the restarted worker finds `sending`, and waits for Meta's status
-webhook (which echoes our outbound id) before sending again: the `confirm` agent
-records it, and the send is reported `skipped_duplicate` instead of going out twice.
+webhook (which echoes our outbound id) before sending again: it finds the status on
+the statuses topic (`processors.status_scan`), and the send is reported
+`skipped_duplicate` instead of going out twice.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def test_a_sample_missing_a_required_field_is_an_invalid_payload() -> None:
         decode(MessageReceived, doc)
 
 
-# --- status_ids: the confirm agent's two fields, without building the model ----------
+# --- status_ids: the two fields an in-doubt send looks for, without building the model
 @pytest.mark.parametrize("name", ["status_received", "status_received_minimal"])
 def test_status_ids_read_the_same_ids_as_a_full_decode(name: str) -> None:
     from schemas.events import status_ids
