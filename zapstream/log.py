@@ -13,8 +13,11 @@ import json
 import logging
 import re
 import sys
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 _PHONE = re.compile(r"(?<![\w.])\+?(\d{8,15})(?![\w.])")
 _STD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -63,10 +66,28 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STD_ATTRS}
 
 
+def _utc_ms(created: float) -> str:
+    """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`."""
+    seconds = int(created)
+    return "%s.%03d+00:00" % (  # noqa: UP031 - one % is the cheapest here
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)),
+        int((created - seconds) * 1000),
+    )
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    """One JSON line: orjson (the worker logs a line per turn; json.dumps took ~5x its
+    time), json.dumps for what orjson refuses (a lone surrogate, say)."""
+    try:
+        return orjson.dumps(doc, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(doc, default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _utc_ms(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -74,7 +95,7 @@ class JsonFormatter(logging.Formatter):
         doc.update(_extras(record))
         if record.exc_info:
             doc["exc"] = mask_text(self.formatException(record.exc_info))
-        return json.dumps(doc, default=str, ensure_ascii=False)
+        return _dumps(doc)
 
 
 class ConsoleFormatter(logging.Formatter):

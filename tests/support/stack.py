@@ -133,7 +133,7 @@ class Stack:
     def bootstrap(self) -> str:
         """The broker the stack runs (from the webhook's "publisher connected" log)."""
         for line in self.lines:
-            m = re.search(r'"bootstrap": "([^"]+)"', line) or re.search(
+            m = re.search(r'"bootstrap":\s*"([^"]+)"', line) or re.search(
                 r"(?:tansu|kafka) ready at (\S+)", line
             )
             if m:
