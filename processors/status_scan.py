@@ -101,6 +101,8 @@ class StatusScan:
                             self._offer(record.value)
             except KafkaError as exc:
                 log.warning("status scan: %s; trying again in %.0fs", exc, RETRY_S)
+            except Exception:  # a bug must not leave the sends waiting without a word
+                log.exception("status scan failed; trying again in %.0fs", RETRY_S)
             finally:
                 await consumer.stop()
             await asyncio.sleep(RETRY_S)
