@@ -127,6 +127,12 @@ class Worker:
             self._sender = Sender(GraphClient(self.settings), self.settings)
         return self._sender
 
+    async def aclose(self) -> None:
+        """The consumer has stopped: stop a status scan, close the Graph API's pool."""
+        await self.status_scan.aclose()
+        if self._sender is not None:
+            await self._sender.client.aclose()
+
     def current(self, event: Any) -> bool:
         """False once a rebalance began (flow suspended) or ended the event's consumer
         generation: its partition is read again from the committed offset."""
@@ -480,10 +486,7 @@ def _register_housekeeping(worker: Worker) -> None:
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_clients(sender: Any = None, **kwargs: Any) -> None:
-        """The consumer has stopped: close the Graph API's connection pool."""
-        await worker.status_scan.aclose()
-        if worker._sender is not None:
-            await worker._sender.client.aclose()
+        await worker.aclose()
 
     sweepers = [
         Sweeper(worker.tables[name], lambda topic=topic: worker.owned(topic))  # type: ignore[misc]

@@ -25,7 +25,8 @@ def resolve_broker_defaults(settings: Settings, *, tables: bool = True) -> Setti
     CONSUMER_FETCH_IDLE_WAIT_MS unset: `IDLE_WAIT_MS` of the broker (Tansu holds every
     fetch for the whole wait; Apache Kafka answers as soon as data arrives).
 
-    `tables=False`: a process without tables (the embedder) leaves TABLE_STORE alone."""
+    `tables=False`: a process without tables (the embedder, the sink) leaves TABLE_STORE
+    alone."""
     update: dict[str, Any] = {}
     store_auto = tables and settings.table_store == "auto"
     if store_auto or settings.consumer_fetch_idle_wait_ms is None:
