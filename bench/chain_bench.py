@@ -130,6 +130,25 @@ def warm_up(stack: UpStack, sandbox: Sandbox, args: argparse.Namespace) -> None:
     sandbox.reset()
 
 
+def write_timeline(path: Path, timeline: list[tuple[float, float]]) -> str:
+    """Each reply's latency by when its message was posted (CSV), and the second of the
+    load whose replies were slowest: a tail from one stall reads differently from a
+    chain that fell behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("posted_s,beyond_ms\n" + "".join(f"{t:.3f},{ms:.1f}\n" for t, ms in timeline))
+    seconds: dict[int, list[float]] = {}
+    for t, ms in timeline:
+        seconds.setdefault(int(t), []).append(ms)
+    if not seconds:
+        return f"timeline: {path} (no replies)"
+    worst = max(seconds, key=lambda s: pct(seconds[s], 95))
+    over = sum(1 for s in seconds.values() if pct(s, 95) > 250)
+    return (
+        f"timeline: {path}; slowest second of load: {worst}s (p95 {pct(seconds[worst], 95):.0f} "
+        f"ms); seconds with p95 > 250 ms: {over} of {len(seconds)}"
+    )
+
+
 def step(
     stack: UpStack,
     sandbox: Sandbox,
@@ -173,6 +192,7 @@ def step(
     time.sleep(args.tail_s)  # late duplicates still count
     verdict = judge(plan, sandbox.messages(), quiet_ms, args.debounce_max_ms, args.debounce_max)
     stats = sandbox.stats()
+    notes.append(write_timeline(OUT / "timelines" / f"{name}.csv", verdict.timeline))
     if verdict.inversions:
         notes.append("inversions: " + "; ".join(verdict.inversion_examples))
     if sent.errors:

@@ -247,6 +247,7 @@ class Verdict:
     stray: int  # echo replies that match no message of this step
     beyond_ms: list[float]
     raw_ms: list[float]
+    timeline: list[tuple[float, float]]  # (seconds from the first post, beyond_ms) per reply
     first_post: float
     last_reply: float | None
 
@@ -273,6 +274,7 @@ def judge(
     examples: list[str] = []
     beyond: list[float] = []
     raw: list[float] = []
+    timeline: list[tuple[float, float]] = []
     last: float | None = None
     for r in sorted(replies, key=lambda r: r.get("seq", 0)):
         text = (r.get("body", {}).get("text") or {}).get("body", "")
@@ -296,6 +298,7 @@ def judge(
         last = received if last is None else max(last, received)
         raw.append((received - by_key[key].at) * 1000)
         beyond.append((received - due[key]) * 1000)
+        timeline.append((by_key[key].at - plan.start, beyond[-1]))
     sent_per_user = collections.Counter(m.wa_id for m in plan.messages)
     return Verdict(
         messages=len(plan.messages),
@@ -308,6 +311,7 @@ def judge(
         stray=stray,
         beyond_ms=beyond,
         raw_ms=raw,
+        timeline=sorted(timeline),
         first_post=plan.start,
         last_reply=last,
     )
