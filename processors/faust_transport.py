@@ -19,6 +19,7 @@ with that test (tests/unit unless said otherwise):
 | override | what upstream does wrong | test |
 |---|---|---|
 | `_ConsumerThread._create_worker_consumer`, `.pace` | fetch wait hard-coded to 1500 ms | `test_fetch_wait.py`; bench/chain_bench.py (latency, idle CPU) |
+| `_ConsumerThread._highwaters` | table recovery stops at the end offset the broker reports, which on Tansu is the base of the last batch: the last state writes of a partition are lost | tests/e2e `test_table_recovery.py::test_a_worker_killed_with_bursts_open_answers_each_whole_after_recovering_its_tables`; tests/integration `test_changelog_end.py` |
 | `_Consumer._new_offset`, `_add_gap`, `_accept_gap` | commits skip one unacked offset and fill "gaps" | `test_skipped_acks.py::test_offsets_that_hold_no_record_do_not_block_the_commit`, `::test_an_ack_repeated_after_a_seek_back_does_not_block_the_commit` |
 | `_Consumer.ack`, `release` | a stream skips *and acks* events held at a rebalance | `test_skipped_acks.py::test_an_event_skipped_while_flow_is_suspended_is_released_but_not_done`, `::test_an_event_of_an_older_generation_is_not_done`, `::test_an_event_one_of_two_agents_skipped_in_a_rebalance_is_not_done` |
 | `_Consumer.perform_seek`, `seek`, `_seek_done` | partitions resume before the seek to committed offsets; a partition with nothing committed is not sought at all | `test_skipped_acks.py::test_nothing_is_committed_before_the_generation_s_seek_to_committed_is_done`, `::test_the_seek_to_committed_marks_its_generation_and_supersedes_pending_rereads`, `::test_a_partition_with_nothing_committed_is_read_again_from_its_start_after_the_seek`; tests/e2e `test_handoff.py::test_a_worker_killed_mid_post_posts_again_with_the_same_delivery_id_and_then_never` |
@@ -31,10 +32,13 @@ with that test (tests/unit unless said otherwise):
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any, cast
 from weakref import WeakKeyDictionary, WeakSet
 
+import aiokafka
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -42,7 +46,10 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import StampedeWrapper, notify
 
 from processors import metrics
+from processors.changelog_end import true_ends
 from zapstream.metrics import PartitionLag, aiokafka_lag
+
+log = logging.getLogger(__name__)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[misc]
@@ -55,6 +62,44 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[mi
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
         return consumer
+
+    async def _highwaters(self, partitions: list[Any]) -> Mapping[Any, int]:
+        """The end offsets table recovery reads up to, read past the last batch's base
+        where the broker reports that instead of the end (Tansu; see
+        `processors.changelog_end`)."""
+        ends: dict[Any, int] = dict(await super()._highwaters(partitions))
+        if self.consumer.in_transaction or not any(ends.values()):
+            return ends  # last stable offsets (not this case), or nothing to read
+        conf = self.app.conf
+        probe = aiokafka.AIOKafkaConsumer(
+            client_id=f"{conf.broker_client_id}-changelog-end",
+            bootstrap_servers=faust_aiokafka.server_list(
+                self.transport.url, cast(Any, self.transport).default_port
+            ),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+            **faust_aiokafka.credentials_to_aiokafka_auth(
+                conf.broker_credentials, conf.ssl_context
+            ),
+        )
+        try:
+            await probe.start()
+            try:
+                return await true_ends(probe, ends)
+            finally:
+                # aiokafka's stop() raises CancelledError when its first loop iteration
+                # has not run yet (its coordinator's task was never started)
+                await asyncio.sleep(0)
+                await probe.stop()
+        except Exception as exc:  # recover as upstream would, rather than not at all
+            log.warning(
+                "could not read the changelogs' last batches (%s: %s); recovering up to "
+                "the end offsets the broker reported",
+                type(exc).__name__,
+                exc,
+            )
+            return ends
 
     def pace(self, idle: bool) -> None:
         """Long fetches while idle, short ones while records flow. aiokafka's Fetcher

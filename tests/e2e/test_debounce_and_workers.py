@@ -116,7 +116,15 @@ def test_bursts_cut_by_a_worker_sigkill_are_each_answered_exactly_once(stack: St
             os.kill(stack.child_pids()["worker1"], signal.SIGKILL)
         time.sleep(3.5)  # past the quiet time: the next round is a new burst
     for user in users:
-        assert sandbox.wait_for(user, 2, kind="text", timeout=90), (user, stack.output())
+        if len(sandbox.wait_for(user, 2, kind="text", timeout=90)) < 2:
+            turns = stack.query(
+                "SELECT message_ids, intent, actions, dropped FROM turns "
+                f"WHERE user_id = '{user}' ORDER BY decided_at"
+            )
+            inbound = stack.query(
+                f"SELECT message_id, text, received_at FROM messages WHERE user_id = '{user}'"
+            )
+            raise AssertionError((user, turns, inbound, sandbox.messages(user), stack.output()))
     sandbox.settle()
     for user in users:
         answers = [m for m in sandbox.messages(user) if m["type"] == "text"]
