@@ -81,7 +81,7 @@ def test_a_worker_killed_with_bursts_open_answers_each_whole_after_recovering_it
     for user in users:
         replies = sandbox.wait_for(user, PER_USER, timeout=QUIET_MS / 1000 + 90)
         assert len(replies) == PER_USER, (user, replies, stack.output())
-    rows = stack.query("SELECT user_id, message_ids FROM turns")
+    rows = stack.wait_for_rows("SELECT user_id, message_ids FROM turns", USERS, timeout=60)
     turns = {user: json.loads(m) if isinstance(m, str) else m for user, m in rows}
     for user in users:
         assert sorted(turns.get(user, [])) == sorted(ids[user]), (user, turns.get(user))
