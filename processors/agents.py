@@ -18,7 +18,6 @@ user (`processors.user_state`). Every table entry is O(1) per message and expire
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -346,27 +345,12 @@ def _register_converse(worker: Worker) -> None:
 
     lane_agent(worker, raw_topic(app, worker.topics.inbound), "converse", handle, settings.max_in_flight)
 
-    wake = asyncio.Event()
-    ticker.on_earlier = wake.set
-
-    @app.task  # type: ignore[untyped-decorator]
+    @app.timer(0.05)  # type: ignore[untyped-decorator]
     async def tick() -> None:
-        """Each due user's tick, sent when its deadline falls: asleep until the earliest
-        one (or until a new deadline comes before it), not polling."""
-        while True:
-            at = ticker.next_at()
-            now = time.time()
-            if at is None or at > now:
-                wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(None if at is None else at - now):
-                        await wake.wait()
-                continue
-            for user in ticker.take_due(now):
-                try:
-                    await out["inbound"].send(key=user.encode(), value=tick_value(time.time()))
-                except Exception as exc:  # sent again after RETICK_S
-                    log.warning("debounce tick not sent: %s: %s", type(exc).__name__, exc)
+        if not ticker.due:
+            return
+        for user in ticker.take_due(time.time()):
+            await out["inbound"].send(key=user.encode(), value=tick_value(time.time()))
 
 
 def _bind(fn: Callable[[T], Awaitable[None]], arg: T) -> Callable[[], Awaitable[None]]:
