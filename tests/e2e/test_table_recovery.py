@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.samples import new_wamid
+from schemas.topics import Topics
 from tests.support.sink_process import committed as committed_offsets
 from tests.support.stack import Sandbox, Stack, new_user
 from zapstream.settings import Settings
@@ -50,8 +51,12 @@ def stack(broker_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def committed(stack: Stack) -> int:
-    settings = Settings(_env_file=None, kafka_bootstrap_servers=stack.bootstrap, topic_partitions=1)  # type: ignore[call-arg]
-    return asyncio.run(committed_offsets(settings, "zapstream", "zapstream.messages.inbound.v1"))
+    """The worker group's committed offset on the inbound topic (one partition)."""
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, kafka_bootstrap_servers=stack.bootstrap, topic_partitions=1
+    )
+    inbound = Topics.from_settings(settings).inbound
+    return asyncio.run(committed_offsets(settings, settings.app_id, inbound))
 
 
 def test_a_worker_killed_with_bursts_open_answers_each_whole_after_recovering_its_tables(
