@@ -91,12 +91,15 @@ async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]
     n = int(rate * duration)
     payloads = bodies(n)
     latencies: list[float] = []
+    lags: list[float] = []
+    """How late the generator started each request: its own share of the latency."""
     errors = 0
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=conn) as session:
 
         async def one(i: int, scheduled: float) -> None:
             nonlocal errors
+            lags.append(time.perf_counter() - scheduled)
             status = await post(session, url, *payloads[i])
             if status == 200:
                 latencies.append(time.perf_counter() - scheduled)
@@ -113,7 +116,14 @@ async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]
             tasks.append(asyncio.create_task(one(i, scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - t0
-    return summary(f"{rate:.0f}/s", latencies, errors, elapsed)
+    result = summary(f"{rate:.0f}/s", latencies, errors, elapsed)
+    lags.sort()
+    print(
+        f"    the generator started requests late by p50 {pct(lags, 50) * 1000:.1f} "
+        f"p99 {pct(lags, 99) * 1000:.1f} max {lags[-1] * 1000:.1f} ms (counted in the latency)",
+        flush=True,
+    )
+    return result
 
 
 async def max_rate(url: str, duration: float, concurrency: int = 64) -> dict[str, float]:

@@ -26,9 +26,9 @@ def faust_settings(
     """`state_dir`: the folder of an app with tables (see `processors.state_dir`)."""
     bootstrap = settings.require_bootstrap()
     datadir = state_dir if state_dir is not None else settings.data_dir / "faust"
-    store = (
-        "rocksdb://" if state_dir is not None and settings.table_store == "rocksdb" else "memory://"
-    )
+    rocksdb = state_dir is not None and settings.table_store == "rocksdb"
+    # Faust's stores, recovered in bulk (processors/table_stores.py)
+    store = "zapstream-rocksdb://" if rocksdb else "zapstream-memory://"
     return {
         "id": app_id,
         "broker": [f"kafka://{host}" for host in bootstrap.split(",")],

@@ -38,7 +38,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 from weakref import WeakKeyDictionary, WeakSet
 
-import aiokafka
 import faust
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -47,6 +46,7 @@ from mode.utils.futures import StampedeWrapper, notify
 
 from processors import metrics
 from processors.changelog_end import true_ends
+from processors.changelog_reader import changelog_consumer
 from zapstream.metrics import PartitionLag, aiokafka_lag
 
 log = logging.getLogger(__name__)
@@ -70,19 +70,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):  # type: ignore[mi
         ends: dict[Any, int] = dict(await super()._highwaters(partitions))
         if self.consumer.in_transaction or not any(ends.values()):
             return ends  # last stable offsets (not this case), or nothing to read
-        conf = self.app.conf
-        probe = aiokafka.AIOKafkaConsumer(
-            client_id=f"{conf.broker_client_id}-changelog-end",
-            bootstrap_servers=faust_aiokafka.server_list(
-                self.transport.url, cast(Any, self.transport).default_port
-            ),
-            enable_auto_commit=False,
-            fetch_max_wait_ms=100,
-            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
-            **faust_aiokafka.credentials_to_aiokafka_auth(
-                conf.broker_credentials, conf.ssl_context
-            ),
-        )
+        probe = changelog_consumer(self.app, "changelog-end", fetch_max_wait_ms=100)
         try:
             await probe.start()
             try:
