@@ -27,6 +27,7 @@ partitions to Faust's own recovery, as before.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -175,4 +176,9 @@ class RocksDBStore(rocksdb.Store):
         for tp in partitions:
             persisted = self.persisted_offset(tp)
             starts[tp] = 0 if persisted is None else persisted + 1
-        await bulk_load(self, partitions, starts)
+        if await bulk_load(self, partitions, starts) and self.use_rocksdict:
+            # what the load wrote sits in memtables (64 MiB per partition database):
+            # written out now, the worker's memory after a first start stays near what
+            # a restart leaves
+            for tp in partitions:
+                await asyncio.to_thread(self._db_for_partition(tp.partition).flush)
