@@ -2,7 +2,7 @@
 
 Faust recovers a table by reading its changelog through its stream machinery, at ~65
 µs of CPU per record on the fast 2-core machine (`processors.changelog_reader`): one
-million users (two million changelog records) took 135 s there and 458 s on the slower
+million users (two million changelog records) took 150–156 s there and 458 s on the slower
 machine before a worker was ready. These stores read the changelog partitions they are
 handed themselves, thousands of records a batch, and apply them with the store's own
 `apply_changelog_batch`, so keys, values and tombstones mean exactly what they mean to
