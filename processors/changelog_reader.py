@@ -37,12 +37,12 @@ STALL_S = 30.0
 class ChangelogStalled(Exception):
     """The broker stopped returning records before every partition reached its end."""
 
-    def __init__(self, short: Mapping[Any, tuple[int, int]]) -> None:
+    def __init__(self, short: Mapping[Any, tuple[int, int]], stall_s: float) -> None:
         self.short = dict(short)
         parts = ", ".join(
             f"{tp.topic}[{tp.partition}] at {at} of {end}" for tp, (at, end) in short.items()
         )
-        super().__init__(f"no records for {STALL_S:.0f}s before the end: {parts}")
+        super().__init__(f"no records for {stall_s:.0f}s before the end: {parts}")
 
 
 def changelog_consumer(app: Any, purpose: str, **options: Any) -> aiokafka.AIOKafkaConsumer:
@@ -106,6 +106,7 @@ async def read_to_end(
                 done[tp] = end - 1
                 del todo[tp]
         if todo and now - last_record_at > stall_s:
-            raise ChangelogStalled({tp: (read.get(tp, -1) + 1, end) for tp, end in todo.items()})
+            short = {tp: (read.get(tp, -1) + 1, end) for tp, end in todo.items()}
+            raise ChangelogStalled(short, stall_s)
         await asyncio.sleep(0)  # let heartbeats and timers run between batches
     return done
