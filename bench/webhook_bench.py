@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.chain_stack import cpu_seconds
+from bench.lean_http import LeanPool
 from ingest.samples import dumps, text_webhook
 from ingest.signature import sign
 from schemas.topics import all_topic_specs
@@ -60,8 +62,14 @@ def cpu_line(before: dict[str, float], after: dict[str, float], accepted: int) -
         for name in after
         if name in before
     ]
-    total = sum(after[n] - before[n] for n in after if n in before) * 1000 / accepted
-    return f"    CPU ms per accepted webhook: {total:.2f} ({', '.join(parts)})"
+    total = (
+        sum(after[n] - before[n] for n in after if n in before and n != "generator")
+        * 1000
+        / accepted
+    )
+    return (
+        f"    CPU ms per accepted webhook: {total:.2f} without the generator ({', '.join(parts)})"
+    )
 
 
 def pct(values: list[float], p: float) -> float:
@@ -79,12 +87,36 @@ def bodies(n: int) -> list[tuple[bytes, str]]:
     return out
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes, sig: str) -> int:
-    async with session.post(
-        url, data=body, headers={"content-type": "application/json", "x-hub-signature-256": sig}
-    ) as r:
-        await r.read()
-        return r.status
+CLIENT = "lean"
+"""`--client`: the generator's HTTP client, "lean" (bench/lean_http.py) or "aiohttp"."""
+
+
+class Poster:
+    """POSTs signed bodies to the webhook through the generator's client."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        self.url = url
+        self.session: aiohttp.ClientSession | None = None
+        self.pool: LeanPool | None = None
+        if CLIENT == "lean":
+            self.pool, self.path = LeanPool.for_url(url, limit=limit)
+        else:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
+
+    async def post(self, body: bytes, sig: str) -> int:
+        headers = {"content-type": "application/json", "x-hub-signature-256": sig}
+        if self.pool is not None:
+            return await self.pool.post(self.path, body, headers)
+        assert self.session is not None
+        async with self.session.post(self.url, data=body, headers=headers) as r:
+            await r.read()
+            return r.status
+
+    async def aclose(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        if self.session is not None:
+            await self.session.close()
 
 
 async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]:
@@ -94,13 +126,16 @@ async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]
     lags: list[float] = []
     """How late the generator started each request: its own share of the latency."""
     errors = 0
-    conn = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=conn) as session:
+    poster = Poster(url, 256)
+    # the generator's own collector pauses would be counted as the server's latency
+    gc.collect()
+    gc.disable()
+    try:
 
         async def one(i: int, scheduled: float) -> None:
             nonlocal errors
             lags.append(time.perf_counter() - scheduled)
-            status = await post(session, url, *payloads[i])
+            status = await poster.post(*payloads[i])
             if status == 200:
                 latencies.append(time.perf_counter() - scheduled)
             else:
@@ -116,6 +151,9 @@ async def fixed_rate(url: str, rate: float, duration: float) -> dict[str, float]
             tasks.append(asyncio.create_task(one(i, scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - t0
+    finally:
+        gc.enable()
+        await poster.aclose()
     result = summary(f"{rate:.0f}/s", latencies, errors, elapsed)
     lags.sort()
     print(
@@ -131,15 +169,15 @@ async def max_rate(url: str, duration: float, concurrency: int = 64) -> dict[str
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn) as session:
+    poster = Poster(url, concurrency)
+    try:
 
         async def loop(k: int) -> None:
             nonlocal errors
             i = k
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                status = await post(session, url, *payloads[i % len(payloads)])
+                status = await poster.post(*payloads[i % len(payloads)])
                 if status == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
@@ -149,6 +187,8 @@ async def max_rate(url: str, duration: float, concurrency: int = 64) -> dict[str
         t0 = time.perf_counter()
         await asyncio.gather(*(loop(k) for k in range(concurrency)))
         elapsed = time.perf_counter() - t0
+    finally:
+        await poster.aclose()
     return summary(f"max(c={concurrency})", latencies, errors, elapsed)
 
 
@@ -176,10 +216,13 @@ async def run_all(
 ) -> None:
     await fixed_rate(url, 50, 2)  # warm-up: connections, metadata, JIT of the broker
 
+    # the generator's own CPU too: it shares the machine with what it measures
+    counted = {**(pids or {}), "generator": os.getpid()}
+
     async def measured(run: Awaitable[dict[str, float]]) -> None:
-        before = cpu_of(pids or {})
+        before = cpu_of(counted)
         row = await run
-        line = cpu_line(before, cpu_of(pids or {}), int(row["ok"]))
+        line = cpu_line(before, cpu_of(counted), int(row["ok"]))
         if line:
             print(line, flush=True)
 
@@ -251,7 +294,15 @@ def main() -> None:
     ap.add_argument(
         "--url", help="benchmark a running webhook instead (its secret must be the bench's)"
     )
+    ap.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="the generator's HTTP client (lean: bench/lean_http.py, ~1/10 of aiohttp's CPU)",
+    )
     args = ap.parse_args()
+    global CLIENT
+    CLIENT = args.client
     rates = [float(r) for r in args.rates.split(",") if r]
     if args.url:
         asyncio.run(run_all(args.url, rates, args.duration, not args.no_max))
@@ -266,7 +317,7 @@ def main() -> None:
                 asyncio.run(run_all(f"{url}/webhook", rates, args.duration, not args.no_max, pids))
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            stack = Stack(Path(tmp), broker=kind, LOG_LEVEL="WARNING").start()
+            stack = Stack(Path(tmp), broker=kind).start()  # the default log level, as users run it
             try:
                 print(
                     f"broker={kind} (webhook API + sink + worker + broker on this machine)",
