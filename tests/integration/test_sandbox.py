@@ -18,12 +18,18 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
+from starlette.types import ASGIApp
 
 from ingest.parse import parse_webhook
 from processors.graph_client import GraphClient
 from schemas.outbound import OutboundMessage, outbound_id_for
 from zapstream.errors import GraphPermanentError, GraphRateLimited, GraphTransientError
-from zapstream.sandbox.app import SandboxConfig, SandboxRecorder, create_sandbox_app
+from zapstream.sandbox.app import (
+    SandboxConfig,
+    SandboxRecorder,
+    SendFastPath,
+    create_sandbox_app,
+)
 from zapstream.settings import Settings
 
 TOKEN = "sandbox-test-token"
@@ -36,7 +42,7 @@ class Served:
     """An ASGI app under uvicorn in a background thread, on a socket bound here (no
     port race); stopped by asking the server to exit and joining its thread."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say
         # so, and accepted sockets copy it; with proto 0 Nagle costs ~40 ms a request.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -123,7 +129,8 @@ def sandbox() -> Iterator[Sandbox]:
             seed=1,
         )
         app = create_sandbox_app(config)
-        with Served(app) as served:
+        # served as `zapstream sandbox` serves it: sends through the fast path
+        with Served(SendFastPath(app)) as served:
             yield Sandbox(served.url, app.state.recorder, received)
 
 
