@@ -9,6 +9,7 @@ import time
 from aiohttp import web
 
 from bench.chain_load import Message, Plan, drive
+from tests.support.loopback_http import LoopbackServer
 
 
 async def test_a_redelivery_waits_for_its_first_delivery_so_it_cannot_overtake_earlier_messages() -> (
@@ -29,12 +30,7 @@ async def test_a_redelivery_waits_for_its_first_delivery_so_it_cannot_overtake_e
 
     app = web.Application()
     app.router.add_post("/webhook", webhook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with LoopbackServer(app) as url:
         now = time.time()
         messages = [
             Message("5511", 1, "wamid.1", b"#1", "sha256=x", now),
@@ -42,9 +38,7 @@ async def test_a_redelivery_waits_for_its_first_delivery_so_it_cannot_overtake_e
         ]
         # #2 is delivered twice; the redelivery is due long before #1 is answered
         posts = [(now, 0), (now + 0.01, 1), (now + 0.02, 1)]
-        sent = await drive(f"http://127.0.0.1:{port}/webhook", Plan(messages, posts, 1, now))
-    finally:
-        await runner.cleanup()
+        sent = await drive(f"{url}/webhook", Plan(messages, posts, 1, now))
     assert sent.statuses[200] == 3
     assert [body for body, _ in arrivals] == [b"#1", b"#2", b"#2"]
     # both deliveries of #2 came only once #1 had its answer (cause and effect, no margin)

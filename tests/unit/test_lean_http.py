@@ -4,24 +4,13 @@ loopback: what it reads of an answer, the connections it keeps and how it fails.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from bench.lean_http import LeanHTTPError, LeanPool
-
-
-async def _aiohttp_server(
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> tuple[web.AppRunner, int]:
-    app = web.Application()
-    app.router.add_post("/webhook", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, runner.addresses[0][1]
+from tests.support.loopback_http import LoopbackServer
 
 
 @pytest.fixture
@@ -47,11 +36,10 @@ async def echo() -> AsyncIterator[tuple[int, list[tuple[bytes, str, int]]]]:
             await asyncio.sleep(0.2)
         return web.json_response({"status": "ok"})
 
-    runner, port = await _aiohttp_server(webhook)
-    try:
-        yield port, seen
-    finally:
-        await runner.cleanup()
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    async with LoopbackServer(app) as url:
+        yield int(url.rsplit(":", 1)[1]), seen
 
 
 async def test_posts_the_body_and_headers_and_reads_the_status(
